@@ -1,0 +1,402 @@
+import DatabaseSupport
+import Foundation
+import Logging
+import PostgresClient
+import SQLiteClient
+
+/// Settings for a ``Broker``. Every timing and size has a default and can be changed.
+public struct BrokerConfiguration: Sendable {
+    /// Most database connections this process opens to the broker database.
+    public var maxConnections: Int = 8
+    /// How long a call waits for a free connection.
+    public var connectionAcquireTimeout: Duration = .seconds(30)
+    /// PostgreSQL session settings (statement and idle-in-transaction timeouts, …).
+    public var postgres = PostgresConfiguration()
+    /// A long-polling receiver looks at its queue at least this often even without a notification (≤ 1 s).
+    public var fallbackPollInterval: Duration = .seconds(1)
+    /// SQLite: how often a waiting process checks whether another process wrote.
+    public var sqliteChangePollInterval: Duration = .milliseconds(10)
+    /// PostgreSQL: wait between attempts to re-open a lost listener connection (doubles up to 5 s).
+    public var listenerReconnectDelay: Duration = .milliseconds(100)
+    /// Most messages one receive may return.
+    public var maxReceiveBatch: Int = 10_000
+    /// Longest long-poll wait a receive may ask for.
+    public var maxWait: Duration = .seconds(300)
+    /// Rows deleted per statement by purges and the retention sweep.
+    public var purgeBatchSize: Int = 5_000
+    /// The topic `publish` uses when none is named.
+    public var defaultTopic: String = "exchanger-events"
+
+    public init() {}
+}
+
+/// A message broker with SQS queue semantics and an SNS-style topic, stored in PostgreSQL
+/// (`postgres://…`) or SQLite (`sqlite:///path`). Many processes may share one database.
+public final class Broker: Sendable {
+    /// The database kind behind this broker.
+    public let dialect: SQLDialect
+    public let configuration: BrokerConfiguration
+    let backend: any BrokerBackend
+    let hub = WakeupHub()
+    let logger: Logger
+    private let wakeups = LockedBox<WakeupTask?>(nil)
+    private let closed = LockedBox(false)
+
+    private init(backend: any BrokerBackend, configuration: BrokerConfiguration, logger: Logger) {
+        self.backend = backend
+        self.dialect = backend.dialect
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Opens a broker on `url` and checks that its schema is current.
+    /// - Throws: ``BrokerError/Code/schemaOutdated`` when `exchanger migrate` has not been run.
+    public static func connect(
+        url: String, configuration: BrokerConfiguration = .init(),
+        logger: Logger = Logger(label: "exchanger.broker")
+    ) async throws -> Broker {
+        let broker = try await open(url: url, configuration: configuration, logger: logger)
+        do {
+            let version = try await translatingErrors { try await broker.backend.schemaVersion() }
+            guard version >= BrokerSchema.currentVersion else {
+                throw BrokerError(.schemaOutdated,
+                    "the broker database is at schema version \(version), this build needs \(BrokerSchema.currentVersion): run `exchanger migrate`")
+            }
+        } catch {
+            await broker.close()
+            throw error
+        }
+        return broker
+    }
+
+    /// Applies every pending migration to the database at `url`. Safe when several processes run
+    /// it at once: one applies, the others wait and find nothing left to do.
+    /// - Returns: the versions this call applied.
+    @discardableResult
+    public static func migrate(
+        url: String, configuration: BrokerConfiguration = .init(), logger: Logger = Logger(label: "exchanger.broker")
+    ) async throws -> [Int] {
+        let broker = try await open(url: url, configuration: configuration, logger: logger)
+        defer { Task { await broker.close() } }
+        let applied = try await translatingErrors { try await broker.backend.migrate() }
+        await broker.close()
+        return applied
+    }
+
+    private static func open(url: String, configuration: BrokerConfiguration, logger: Logger) async throws -> Broker {
+        let backend: any BrokerBackend
+        if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
+            backend = PostgresBroker(url: url, configuration: configuration, logger: logger)
+        } else if url.hasPrefix("sqlite:") {
+            backend = try translatingErrorsSync { try SQLiteBroker(url: url, configuration: configuration, logger: logger) }
+        } else {
+            throw BrokerError(.invalidURL, "the database URL must start with postgres:// or sqlite:///, not '\(Self.redact(url))'")
+        }
+        return Broker(backend: backend, configuration: configuration, logger: logger)
+    }
+
+    /// Stops the wake-up listener and closes every connection.
+    public func close() async {
+        let alreadyClosed = closed.withLock { value in
+            defer { value = true }
+            return value
+        }
+        guard !alreadyClosed else { return }
+        wakeups.withLock { $0?.cancel() }
+        await hub.signalAll()
+        await backend.close()
+    }
+
+    /// The URL with any password replaced by `***`, for logs.
+    public static func redact(_ url: String) -> String {
+        guard let at = url.firstIndex(of: "@"), let scheme = url.range(of: "://"), scheme.upperBound < at else { return url }
+        let credentials = url[scheme.upperBound..<at]
+        guard let colon = credentials.firstIndex(of: ":") else { return url }
+        return String(url[..<colon]) + ":***" + String(url[at...])
+    }
+
+    /// The schema version the database is at.
+    public func schemaVersion() async throws -> Int {
+        try await translatingErrors { try await backend.schemaVersion() }
+    }
+
+    // MARK: Queues
+
+    /// Creates a queue, or returns the existing one when it has the same attributes.
+    /// - Throws: ``BrokerError/Code/queueAlreadyExists`` when it exists with other attributes;
+    ///   ``BrokerError/Code/queueNotFound`` when the dead-letter queue does not exist.
+    @discardableResult
+    public func createQueue(_ name: String, attributes: QueueAttributes = .init()) async throws -> QueueInfo {
+        try BrokerName.validate(name)
+        try attributes.validate(queueName: name)
+        return try await translatingErrors { try await backend.createQueue(name, attributes) }
+    }
+
+    /// The queue's stored attributes, or `nil` when there is no such queue.
+    public func queue(named name: String) async throws -> QueueInfo? {
+        try BrokerName.validate(name)
+        return try await translatingErrors { try await backend.queue(named: name) }
+    }
+
+    /// Queues matching the filter, by name.
+    public func listQueues(_ filter: QueueFilter = .init()) async throws -> [QueueInfo] {
+        try await translatingErrors { try await backend.listQueues(filter) }
+    }
+
+    /// Replaces a queue's attributes.
+    @discardableResult
+    public func setAttributes(_ name: String, _ attributes: QueueAttributes) async throws -> QueueInfo {
+        try BrokerName.validate(name)
+        try attributes.validate(queueName: name)
+        return try await translatingErrors { try await backend.setAttributes(name, attributes) }
+    }
+
+    /// Seals queues in one transaction: sends to them are refused from now on, their topic
+    /// subscriptions are removed (unless `removeSubscriptions` is false), and the returned counters
+    /// are read after the seal, so an empty result means nothing can arrive any more.
+    @discardableResult
+    public func seal(_ names: [String], removeSubscriptions: Bool = true) async throws -> [String: QueueCounters] {
+        for name in names { try BrokerName.validate(name) }
+        return try await translatingErrors { try await backend.seal(names, sealed: true, removeSubscriptions: removeSubscriptions) }
+    }
+
+    /// Lifts a seal (subscriptions removed by the seal are not restored).
+    public func unseal(_ names: [String]) async throws {
+        for name in names { try BrokerName.validate(name) }
+        _ = try await translatingErrors { try await backend.seal(names, sealed: false, removeSubscriptions: false) }
+    }
+
+    /// Deletes a queue with its messages and subscriptions.
+    /// - Throws: ``BrokerError/Code/queueInUse`` when another queue uses it as its dead-letter queue.
+    public func deleteQueue(_ name: String) async throws {
+        try BrokerName.validate(name)
+        try await translatingErrors { try await backend.deleteQueue(name) }
+    }
+
+    /// Deletes every message of a queue; returns how many.
+    @discardableResult
+    public func purge(_ name: String) async throws -> Int {
+        try BrokerName.validate(name)
+        return try await translatingErrors { try await backend.purgeQueue(name, batchSize: configuration.purgeBatchSize) }
+    }
+
+    /// Visible / in-flight / delayed counts of one queue.
+    public func counters(_ name: String) async throws -> QueueCounters {
+        try BrokerName.validate(name)
+        guard let counters = try await translatingErrors({ try await backend.counters([name]) })[name] else {
+            throw BrokerError(.queueNotFound, "queue '\(name)' does not exist")
+        }
+        return counters
+    }
+
+    /// Counters of every queue (or of the named ones), keyed by queue name.
+    public func counters(_ names: [String]? = nil) async throws -> [String: QueueCounters] {
+        for name in names ?? [] { try BrokerName.validate(name) }
+        return try await translatingErrors { try await backend.counters(names) }
+    }
+
+    // MARK: Messages
+
+    /// Sends one message; returns its message id.
+    @discardableResult
+    public func send(_ queue: String, _ message: OutgoingMessage) async throws -> String {
+        try await sendBatch(queue, [message])[0]
+    }
+
+    /// Sends messages in one statement; all or none are stored. Returns their message ids.
+    @discardableResult
+    public func sendBatch(_ queue: String, _ messages: [OutgoingMessage]) async throws -> [String] {
+        try await withSession(transactional: false) { try await $0.send(queue, messages) }
+    }
+
+    /// Receives up to `maxMessages` messages, waiting up to `wait` for the first one to arrive.
+    /// Each returned message is hidden from other receivers for `visibilityTimeout` (the queue's
+    /// setting when `nil`); a message received more than the queue's max receive count moves to
+    /// its dead-letter queue instead.
+    public func receive(
+        _ queue: String, maxMessages: Int = 1, wait: Duration = .zero, visibilityTimeout: Duration? = nil
+    ) async throws -> [ReceivedMessage] {
+        try BrokerName.validate(queue)
+        guard maxMessages >= 1, maxMessages <= configuration.maxReceiveBatch else {
+            throw BrokerError(.invalidAttribute, "max messages must be between 1 and \(configuration.maxReceiveBatch), not \(maxMessages)")
+        }
+        guard wait >= .zero, wait <= configuration.maxWait else {
+            throw BrokerError(.invalidAttribute, "wait must be between 0 and \(configuration.maxWait), not \(wait)")
+        }
+        if let visibilityTimeout, visibilityTimeout < .zero || visibilityTimeout > QueueAttributes.maxVisibilityTimeout {
+            throw BrokerError(.invalidAttribute, "visibility timeout must be between 0 s and 12 h, not \(visibilityTimeout)")
+        }
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: wait)
+        while true {
+            let generation = await hub.generation(of: queue)
+            let messages = try await translatingErrors {
+                try await backend.receive(queue, max: maxMessages, visibility: visibilityTimeout)
+            }
+            let now = clock.now
+            if !messages.isEmpty || now >= deadline || Task.isCancelled { return messages }
+            startWakeupsIfNeeded()
+            await hub.wait(for: queue, after: generation, timeout: min(deadline - now, configuration.fallbackPollInterval))
+        }
+    }
+
+    /// Deletes a received message.
+    /// - Throws: ``BrokerError/Code/staleReceipt`` when the receipt is no longer the message's latest.
+    public func delete(_ queue: String, _ receipt: ReceiptHandle) async throws {
+        let outcome = try await deleteBatch(queue, [receipt])
+        if let error = outcome.failed[receipt] { throw error }
+    }
+
+    /// Deletes received messages in one statement; each receipt succeeds or fails on its own.
+    public func deleteBatch(_ queue: String, _ receipts: [ReceiptHandle]) async throws -> BatchOutcome {
+        try await withSession(transactional: false) { session in
+            let done = try await session.delete(queue, receipts)
+            return Self.outcome(receipts, done, action: "delete")
+        }
+    }
+
+    /// Hides a received message for `timeout` from now (0 makes it visible again at once).
+    public func changeVisibility(_ queue: String, _ receipt: ReceiptHandle, timeout: Duration) async throws {
+        let outcome = try await changeVisibilityBatch(queue, [receipt], timeout: timeout)
+        if let error = outcome.failed[receipt] { throw error }
+    }
+
+    /// Changes the visibility of several received messages; each succeeds or fails on its own.
+    public func changeVisibilityBatch(_ queue: String, _ receipts: [ReceiptHandle], timeout: Duration) async throws -> BatchOutcome {
+        try await withSession(transactional: false) { session in
+            let done = try await session.changeVisibility(queue, receipts, timeout)
+            return Self.outcome(receipts, done, action: "change the visibility of")
+        }
+    }
+
+    static func outcome(_ receipts: [ReceiptHandle], _ done: Set<ReceiptHandle>, action: String) -> BatchOutcome {
+        var outcome = BatchOutcome(succeeded: [], failed: [:])
+        for receipt in receipts {
+            if done.contains(receipt) {
+                outcome.succeeded.append(receipt)
+            } else {
+                outcome.failed[receipt] = BrokerError(.staleReceipt,
+                    "cannot \(action) message with receipt \(receipt): it was received again, deleted, or is in another queue")
+            }
+        }
+        return outcome
+    }
+
+    /// Moves messages from a dead-letter queue back to the queue each came from (or to `target`),
+    /// as new messages with new ids, at most `perSecond` a second. Returns how many moved.
+    @discardableResult
+    public func redrive(from deadLetterQueue: String, to target: String? = nil, perSecond: Int = 500, limit: Int? = nil) async throws -> Int {
+        try BrokerName.validate(deadLetterQueue)
+        if let target { try BrokerName.validate(target) }
+        guard perSecond >= 1 else { throw BrokerError(.invalidAttribute, "redrive rate must be at least 1 message a second") }
+        guard try await queue(named: deadLetterQueue) != nil else {
+            throw BrokerError(.queueNotFound, "queue '\(deadLetterQueue)' does not exist")
+        }
+        if let target, try await queue(named: target) == nil {
+            throw BrokerError(.queueNotFound, "queue '\(target)' does not exist")
+        }
+        let clock = ContinuousClock()
+        let batch = max(1, min(perSecond, 100))
+        let interval = Duration.seconds(1) * (Double(batch) / Double(perSecond))
+        var moved = 0
+        while limit.map({ moved < $0 }) ?? true {
+            let started = clock.now
+            let take = min(batch, (limit ?? Int.max) - moved)
+            let targets = try await translatingErrors { try await backend.redrive(from: deadLetterQueue, to: target, limit: take) }
+            moved += targets.count
+            await hub.signal(targets)
+            if targets.count < take { break }
+            let elapsed = clock.now - started
+            if elapsed < interval { try await Task.sleep(for: interval - elapsed) }
+        }
+        return moved
+    }
+
+    /// Deletes messages older than their queue's retention, in capped batches; returns how many.
+    @discardableResult
+    public func purgeExpired() async throws -> Int {
+        var total = 0
+        while true {
+            let deleted = try await translatingErrors { try await backend.purgeExpired(limit: configuration.purgeBatchSize) }
+            total += deleted
+            if deleted < configuration.purgeBatchSize { break }
+        }
+        if total > 0 { logger.info("retention purge", metadata: ["deleted": "\(total)"]) }
+        return total
+    }
+
+    // MARK: Topic
+
+    /// Subscribes a queue to a topic with an optional SNS filter policy. Subscribing again with
+    /// the same policy returns the same subscription.
+    /// - Throws: ``BrokerError/Code/invalidFilterPolicy`` naming the fault;
+    ///   ``BrokerError/Code/subscriptionConflict`` when subscribed with another policy.
+    @discardableResult
+    public func subscribe(_ queue: String, topic: String? = nil, filterPolicy: String? = nil) async throws -> Subscription {
+        let topic = topic ?? configuration.defaultTopic
+        try BrokerName.validate(topic, kind: "topic")
+        try BrokerName.validate(queue)
+        var policy: FilterPolicy?
+        if let filterPolicy {
+            do {
+                policy = try FilterPolicy(json: filterPolicy)
+            } catch {
+                throw BrokerError(.invalidFilterPolicy, error.description)
+            }
+        }
+        return try await translatingErrors { try await backend.subscribe(topic: topic, queue: queue, policy: policy) }
+    }
+
+    /// Removes a subscription; returns false when there was none with this id.
+    @discardableResult
+    public func unsubscribe(_ id: Int64) async throws -> Bool {
+        try await translatingErrors { try await backend.unsubscribe(id: id) }
+    }
+
+    /// Subscriptions, optionally of one topic and/or one queue.
+    public func subscriptions(topic: String? = nil, queue: String? = nil) async throws -> [Subscription] {
+        try await translatingErrors { try await backend.subscriptions(topic: topic, queue: queue) }
+    }
+
+    /// Publishes an event: appends it to the event log and delivers a copy to every subscribed
+    /// queue whose filter policy matches its attributes, all in one transaction. An event id that
+    /// was published before is neither stored nor delivered again.
+    @discardableResult
+    public func publish(_ event: TopicMessage, topic: String? = nil) async throws -> PublishResult {
+        try await publishBatch([event], topic: topic)[0]
+    }
+
+    /// Publishes several events in one transaction.
+    @discardableResult
+    public func publishBatch(_ events: [TopicMessage], topic: String? = nil) async throws -> [PublishResult] {
+        let topic = topic ?? configuration.defaultTopic
+        return try await withSession(transactional: true) { try await $0.publish(topic, events) }
+    }
+
+    // MARK: Transactions
+
+    /// Runs `body` in one database transaction: everything it sends, publishes, deletes and
+    /// queries commits together or not at all ("processed but not acknowledged" and "acknowledged
+    /// but not published" cannot happen).
+    public func transaction<T: Sendable>(_ body: @Sendable (BrokerTransaction) async throws -> T) async throws -> T {
+        try await withSession(transactional: true) { session in
+            try await body(BrokerTransaction(session: session, defaultTopic: configuration.defaultTopic))
+        }
+    }
+
+    func withSession<T: Sendable>(transactional: Bool, _ body: @Sendable (any BrokerSession) async throws -> T) async throws -> T {
+        if closed.withLock({ $0 }) { throw BrokerError(.closed, "the broker is closed") }
+        return try await translatingErrors { try await backend.withSession(transactional: transactional, body) }
+    }
+
+    private func startWakeupsIfNeeded() {
+        wakeups.withLock { task in
+            guard task == nil, !closed.withLock({ $0 }) else { return }
+            task = backend.startWakeups(hub: hub, logger: logger)
+        }
+    }
+}
+
+func translatingErrorsSync<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch { throw BrokerError.wrap(error) }
+}

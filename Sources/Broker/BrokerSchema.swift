@@ -1,0 +1,180 @@
+/// One versioned change to the control database, in both dialects.
+struct Migration: Sendable {
+    var version: Int
+    var name: String
+    var postgres: String
+    var sqlite: String
+}
+
+/// The control database's migrations, applied in order by `exchanger migrate`.
+enum BrokerSchema {
+    /// The newest version this build knows; the broker refuses to run on an older schema.
+    static var currentVersion: Int { migrations.last?.version ?? 0 }
+
+    static let migrations: [Migration] = [
+        Migration(version: 1, name: "broker", postgres: postgresV1, sqlite: sqliteV1),
+    ]
+
+    static let postgresV1 = #"""
+    CREATE TABLE broker_queues (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        name text NOT NULL UNIQUE CHECK (name ~ '^[A-Za-z0-9_.-]{1,80}$'),
+        visibility_timeout_ms bigint NOT NULL CHECK (visibility_timeout_ms BETWEEN 0 AND 43200000),
+        max_receive_count integer NOT NULL CHECK (max_receive_count BETWEEN 1 AND 1000),
+        dead_letter_queue text NULL,
+        delay_ms bigint NOT NULL CHECK (delay_ms BETWEEN 0 AND 900000),
+        retention_ms bigint NOT NULL CHECK (retention_ms BETWEEN 60000 AND 1209600000),
+        max_message_bytes integer NOT NULL CHECK (max_message_bytes BETWEEN 1024 AND 1048576),
+        exchange_id text NULL,
+        program text NULL,
+        sealed boolean NOT NULL DEFAULT false,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX broker_queues_exchange ON broker_queues (exchange_id) WHERE exchange_id IS NOT NULL;
+    CREATE INDEX broker_queues_program ON broker_queues (program) WHERE program IS NOT NULL;
+
+    -- Messages are deleted on acknowledgement, so the table stays small; it is vacuumed eagerly.
+    CREATE TABLE broker_messages (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        queue_id bigint NOT NULL,
+        message_id uuid NOT NULL,
+        body text NOT NULL,
+        attributes jsonb NULL,
+        event_id text NULL,
+        sent_at timestamptz NOT NULL DEFAULT now(),
+        visible_at timestamptz NOT NULL,
+        receive_count integer NOT NULL DEFAULT 0,
+        receipt uuid NULL,
+        first_received_at timestamptz NULL,
+        source_queue text NULL
+    ) WITH (
+        fillfactor = 85,
+        autovacuum_vacuum_scale_factor = 0.01,
+        autovacuum_vacuum_threshold = 1000,
+        autovacuum_analyze_scale_factor = 0.02,
+        autovacuum_vacuum_cost_delay = 1
+    );
+    CREATE INDEX broker_messages_ready ON broker_messages (queue_id, visible_at, id);
+    CREATE INDEX broker_messages_age ON broker_messages (queue_id, sent_at);
+
+    -- Message totals per queue, spread over 16 slots so concurrent writers rarely share a row.
+    CREATE TABLE broker_queue_stats (
+        queue_id bigint NOT NULL,
+        slot smallint NOT NULL,
+        messages bigint NOT NULL DEFAULT 0,
+        PRIMARY KEY (queue_id, slot)
+    ) WITH (fillfactor = 50, autovacuum_vacuum_scale_factor = 0.0, autovacuum_vacuum_threshold = 500);
+
+    CREATE FUNCTION broker_count_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO broker_queue_stats AS s (queue_id, slot, messages)
+        SELECT queue_id, (pg_backend_pid() % 16)::smallint, count(*) FROM inserted_rows GROUP BY queue_id
+        ON CONFLICT (queue_id, slot) DO UPDATE SET messages = s.messages + EXCLUDED.messages;
+        RETURN NULL;
+    END $$;
+    CREATE FUNCTION broker_count_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO broker_queue_stats AS s (queue_id, slot, messages)
+        SELECT queue_id, (pg_backend_pid() % 16)::smallint, -count(*) FROM deleted_rows GROUP BY queue_id
+        ON CONFLICT (queue_id, slot) DO UPDATE SET messages = s.messages + EXCLUDED.messages;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER broker_messages_counted_insert AFTER INSERT ON broker_messages
+        REFERENCING NEW TABLE AS inserted_rows FOR EACH STATEMENT EXECUTE FUNCTION broker_count_inserted();
+    CREATE TRIGGER broker_messages_counted_delete AFTER DELETE ON broker_messages
+        REFERENCING OLD TABLE AS deleted_rows FOR EACH STATEMENT EXECUTE FUNCTION broker_count_deleted();
+
+    CREATE TABLE broker_subscriptions (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        topic text NOT NULL CHECK (topic ~ '^[A-Za-z0-9_.-]{1,80}$'),
+        queue_id bigint NOT NULL REFERENCES broker_queues (id) ON DELETE CASCADE,
+        filter_policy text NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        UNIQUE (topic, queue_id)
+    );
+    CREATE INDEX broker_subscriptions_queue ON broker_subscriptions (queue_id);
+
+    -- Every published event, once per event id: the audit log progress and reports are computed from.
+    CREATE TABLE broker_events (
+        seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        event_id text NOT NULL UNIQUE,
+        topic text NOT NULL,
+        body text NOT NULL,
+        attributes jsonb NULL,
+        delivered_to integer NOT NULL DEFAULT 0,
+        published_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX broker_events_published ON broker_events (published_at);
+    """#
+
+    static let sqliteV1 = #"""
+    CREATE TABLE broker_queues (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        visibility_timeout_ms INTEGER NOT NULL CHECK (visibility_timeout_ms BETWEEN 0 AND 43200000),
+        max_receive_count INTEGER NOT NULL CHECK (max_receive_count BETWEEN 1 AND 1000),
+        dead_letter_queue TEXT NULL,
+        delay_ms INTEGER NOT NULL CHECK (delay_ms BETWEEN 0 AND 900000),
+        retention_ms INTEGER NOT NULL CHECK (retention_ms BETWEEN 60000 AND 1209600000),
+        max_message_bytes INTEGER NOT NULL CHECK (max_message_bytes BETWEEN 1024 AND 1048576),
+        exchange_id TEXT NULL,
+        program TEXT NULL,
+        sealed INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX broker_queues_exchange ON broker_queues (exchange_id) WHERE exchange_id IS NOT NULL;
+    CREATE INDEX broker_queues_program ON broker_queues (program) WHERE program IS NOT NULL;
+
+    CREATE TABLE broker_messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        queue_id INTEGER NOT NULL,
+        message_id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        attributes TEXT NULL,
+        event_id TEXT NULL,
+        sent_at INTEGER NOT NULL,
+        visible_at INTEGER NOT NULL,
+        receive_count INTEGER NOT NULL DEFAULT 0,
+        receipt TEXT NULL,
+        first_received_at INTEGER NULL,
+        source_queue TEXT NULL
+    );
+    CREATE INDEX broker_messages_ready ON broker_messages (queue_id, visible_at, id);
+    CREATE INDEX broker_messages_age ON broker_messages (queue_id, sent_at);
+
+    CREATE TABLE broker_queue_stats (
+        queue_id INTEGER PRIMARY KEY,
+        messages INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TRIGGER broker_messages_counted_insert AFTER INSERT ON broker_messages BEGIN
+        INSERT INTO broker_queue_stats (queue_id, messages) VALUES (NEW.queue_id, 1)
+        ON CONFLICT (queue_id) DO UPDATE SET messages = messages + 1;
+    END;
+    CREATE TRIGGER broker_messages_counted_delete AFTER DELETE ON broker_messages BEGIN
+        UPDATE broker_queue_stats SET messages = messages - 1 WHERE queue_id = OLD.queue_id;
+    END;
+
+    CREATE TABLE broker_subscriptions (
+        id INTEGER PRIMARY KEY,
+        topic TEXT NOT NULL,
+        queue_id INTEGER NOT NULL REFERENCES broker_queues (id) ON DELETE CASCADE,
+        filter_policy TEXT NULL,
+        created_at INTEGER NOT NULL,
+        UNIQUE (topic, queue_id)
+    );
+    CREATE INDEX broker_subscriptions_queue ON broker_subscriptions (queue_id);
+
+    CREATE TABLE broker_events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL UNIQUE,
+        topic TEXT NOT NULL,
+        body TEXT NOT NULL,
+        attributes TEXT NULL,
+        delivered_to INTEGER NOT NULL DEFAULT 0,
+        published_at INTEGER NOT NULL
+    );
+    CREATE INDEX broker_events_published ON broker_events (published_at);
+    """#
+}

@@ -1,0 +1,4 @@
+#ifndef EXCHANGER_CLIBPQ_SHIM_H
+#define EXCHANGER_CLIBPQ_SHIM_H
+#include <libpq-fe.h>
+#endif

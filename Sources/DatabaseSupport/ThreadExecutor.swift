@@ -1,0 +1,86 @@
+import Foundation
+
+/// A serial executor that runs every job on one dedicated OS thread.
+///
+/// libpq and SQLite calls block. Swift's cooperative pool has one thread per core, so a blocking
+/// call made there stalls every task in the process. An actor whose `unownedExecutor` is a
+/// `ThreadExecutor` runs its isolated methods on its own thread instead: a blocking call only blocks
+/// that actor, and callers simply `await` it.
+public final class ThreadExecutor: SerialExecutor, @unchecked Sendable {
+    // `condition` guards `jobs` and `state`.
+    private let condition = NSCondition()
+    private var jobs: [UnownedJob] = []
+    private var state: State = .running
+    public let name: String
+
+    private enum State { case running, stopping, stopped }
+
+    /// Starts the thread.
+    /// - Parameters:
+    ///   - name: the thread's name, shown by debuggers and `top -H`.
+    ///   - stackSize: the thread's stack size in bytes.
+    public init(name: String, stackSize: Int = 1 << 20) {
+        self.name = name
+        let thread = Thread { [self] in self.runLoop() }
+        thread.name = name
+        thread.stackSize = stackSize
+        thread.start()
+    }
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let unowned = UnownedJob(job)
+        condition.lock()
+        jobs.append(unowned)
+        condition.signal()
+        condition.unlock()
+    }
+
+    public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
+        UnownedSerialExecutor(ordinary: self)
+    }
+
+    /// Lets the thread exit once every job enqueued so far has run. Jobs enqueued later still run
+    /// (an actor's last calls must complete), then the thread exits when the queue is empty.
+    public func shutdown() {
+        condition.lock()
+        if state == .running { state = .stopping }
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func runLoop() {
+        while true {
+            condition.lock()
+            while jobs.isEmpty && state == .running {
+                condition.wait()
+            }
+            if jobs.isEmpty {
+                state = .stopped
+                condition.unlock()
+                return
+            }
+            let batch = jobs
+            jobs.removeAll(keepingCapacity: true)
+            condition.unlock()
+            for job in batch {
+                job.runSynchronously(on: asUnownedSerialExecutor())
+            }
+        }
+    }
+}
+
+/// Runs a blocking closure on a fresh thread and returns its result, so that `waitpid`, `read` on a
+/// pipe and similar calls never block Swift's cooperative pool. Meant for occasional calls; hot
+/// paths use an actor on a ``ThreadExecutor``.
+public func runBlocking<T: Sendable>(
+    name: String = "blocking",
+    _ body: @escaping @Sendable () throws -> T
+) async throws -> T {
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+        let thread = Thread {
+            do { continuation.resume(returning: try body()) } catch { continuation.resume(throwing: error) }
+        }
+        thread.name = name
+        thread.start()
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import Logging
+
+/// A swift-log handler writing one JSON object per line: `time`, `level`, `msg`, `program`, then
+/// the metadata (jobId, caseId, batchId, documentId, …) as top-level fields.
+public struct JSONLogHandler: LogHandler {
+    public var metadata: Logger.Metadata = [:]
+    public var metadataProvider: Logger.MetadataProvider?
+    public var logLevel: Logger.Level
+    private let label: String
+    private let program: String
+    private let stream: Stream
+
+    /// Where the lines go.
+    public enum Stream: Sendable { case standardOutput, standardError }
+
+    public init(label: String, program: String, level: Logger.Level = .info, stream: Stream = .standardError) {
+        self.label = label
+        self.program = program
+        self.logLevel = level
+        self.stream = stream
+    }
+
+    /// Bootstraps swift-log with this handler; the level comes from `EXCHANGER_LOG_LEVEL` (default `info`).
+    public static func bootstrap(program: String, stream: Stream = .standardError) {
+        let level = ProcessInfo.processInfo.environment["EXCHANGER_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        LoggingSystem.bootstrap { label in JSONLogHandler(label: label, program: program, level: level, stream: stream) }
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var object: [String: Any] = [
+            "time": Self.timestamp(), "level": event.level.rawValue, "msg": event.message.description, "program": program,
+            "logger": label,
+        ]
+        var merged = metadata
+        if let provided = metadataProvider?.get() { merged.merge(provided, uniquingKeysWith: { $1 }) }
+        if let explicit = event.metadata { merged.merge(explicit, uniquingKeysWith: { $1 }) }
+        for (key, value) in merged { object[key] = Self.json(value) }
+        if let error = event.error { object["error"] = String(describing: error) }
+        guard var data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
+        data.append(UInt8(ascii: "\n"))
+        let handle = stream == .standardOutput ? FileHandle.standardOutput : FileHandle.standardError
+        handle.write(data)
+    }
+
+    private static func json(_ value: Logger.MetadataValue) -> Any {
+        switch value {
+        case .string(let string): string
+        case .stringConvertible(let convertible): convertible.description
+        case .array(let array): array.map(json)
+        case .dictionary(let dictionary): dictionary.mapValues(json)
+        }
+    }
+
+    private static func timestamp() -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.string(from: Date())
+    }
+}
