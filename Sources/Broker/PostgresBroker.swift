@@ -596,8 +596,10 @@ struct PostgresSession: BrokerSession {
                     PostgresArray.text(eventIDs), PostgresArray.text(woken.sorted()),
                 ])
         }
+        // Only the first occurrence of an id in the batch counts as published.
+        var reported = Set<String>()
         return events.map { event in
-            let isFresh = fresh.contains(event.eventID) && unique.contains { $0.eventID == event.eventID }
+            let isFresh = fresh.contains(event.eventID) && reported.insert(event.eventID).inserted
             return PublishResult(
                 eventID: event.eventID, published: isFresh,
                 deliveredTo: isFresh ? (targets[event.eventID] ?? []).map(\.name) : [])
