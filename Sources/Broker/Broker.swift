@@ -77,10 +77,14 @@ public final class Broker: Sendable {
         url: String, configuration: BrokerConfiguration = .init(), logger: Logger = Logger(label: "exchanger.broker")
     ) async throws -> [Int] {
         let broker = try await open(url: url, configuration: configuration, logger: logger)
-        defer { Task { await broker.close() } }
-        let applied = try await translatingErrors { try await broker.backend.migrate() }
-        await broker.close()
-        return applied
+        do {
+            let applied = try await translatingErrors { try await broker.backend.migrate() }
+            await broker.close()
+            return applied
+        } catch {
+            await broker.close()
+            throw error
+        }
     }
 
     private static func open(url: String, configuration: BrokerConfiguration, logger: Logger) async throws -> Broker {
@@ -216,9 +220,24 @@ public final class Broker: Sendable {
     public func receive(
         _ queue: String, maxMessages: Int = 1, wait: Duration = .zero, visibilityTimeout: Duration? = nil
     ) async throws -> [ReceivedMessage] {
+        try await acknowledgeAndReceive(queue, acknowledging: [], maxMessages: maxMessages, wait: wait,
+            visibilityTimeout: visibilityTimeout).messages
+    }
+
+    /// Deletes the messages of `receipts` (the batch just processed) and receives the next batch
+    /// in the same statement and transaction: one commit per batch instead of two. Each receipt
+    /// succeeds or fails on its own, exactly as with ``deleteBatch(_:_:)``; the deletes are
+    /// committed before any waiting for new messages begins.
+    public func acknowledgeAndReceive(
+        _ queue: String, acknowledging receipts: [ReceiptHandle], maxMessages: Int = 1, wait: Duration = .zero,
+        visibilityTimeout: Duration? = nil
+    ) async throws -> (acknowledged: BatchOutcome, messages: [ReceivedMessage]) {
         try BrokerName.validate(queue)
         guard maxMessages >= 1, maxMessages <= configuration.maxReceiveBatch else {
             throw BrokerError(.invalidAttribute, "max messages must be between 1 and \(configuration.maxReceiveBatch), not \(maxMessages)")
+        }
+        guard receipts.count <= configuration.maxReceiveBatch else {
+            throw BrokerError(.invalidAttribute, "a batch holds at most \(configuration.maxReceiveBatch) receipts, not \(receipts.count)")
         }
         guard wait >= .zero, wait <= configuration.maxWait else {
             throw BrokerError(.invalidAttribute, "wait must be between 0 and \(configuration.maxWait), not \(wait)")
@@ -226,15 +245,23 @@ public final class Broker: Sendable {
         if let visibilityTimeout, visibilityTimeout < .zero || visibilityTimeout > QueueAttributes.maxVisibilityTimeout {
             throw BrokerError(.invalidAttribute, "visibility timeout must be between 0 s and 12 h, not \(visibilityTimeout)")
         }
+        if closed.withLock({ $0 }) { throw BrokerError(.closed, "the broker is closed") }
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: wait)
+        var pending = receipts
+        var acknowledged = BatchOutcome(succeeded: [], failed: [:])
         while true {
             let generation = await hub.generation(of: queue)
-            let messages = try await translatingErrors {
-                try await backend.receive(queue, max: maxMessages, visibility: visibilityTimeout)
+            let acks = pending
+            let result = try await translatingErrors {
+                try await backend.receive(queue, max: maxMessages, visibility: visibilityTimeout, acknowledging: acks)
+            }
+            if !pending.isEmpty {
+                acknowledged = Self.outcome(pending, result.acknowledged, action: "delete")
+                pending = []
             }
             let now = clock.now
-            if !messages.isEmpty || now >= deadline || Task.isCancelled { return messages }
+            if !result.messages.isEmpty || now >= deadline || Task.isCancelled { return (acknowledged, result.messages) }
             startWakeupsIfNeeded()
             await hub.wait(for: queue, after: generation, timeout: min(deadline - now, configuration.fallbackPollInterval))
         }
@@ -313,6 +340,11 @@ public final class Broker: Sendable {
     }
 
     /// Deletes messages older than their queue's retention, in capped batches; returns how many.
+    ///
+    /// A message counts as expired once both its send time and its last visibility time are older
+    /// than the retention period; a message that is in flight right now is kept until its lease
+    /// ends (so a worker never loses a message it is processing), and one received again and again
+    /// reaches its dead-letter queue first.
     @discardableResult
     public func purgeExpired() async throws -> Int {
         var total = 0

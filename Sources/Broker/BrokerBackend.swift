@@ -31,7 +31,10 @@ protocol BrokerBackend: Sendable {
     func deleteQueue(_ name: String) async throws
     func purgeQueue(_ name: String, batchSize: Int) async throws -> Int
     func counters(_ names: [String]?) async throws -> [String: QueueCounters]
-    func receive(_ queue: String, max: Int, visibility: Duration?) async throws -> [ReceivedMessage]
+    /// Deletes the `acknowledging` receipts' messages and leases up to `max` due messages, in one
+    /// transaction; returns the leased messages and the receipts whose messages were deleted.
+    func receive(_ queue: String, max: Int, visibility: Duration?, acknowledging: [ReceiptHandle]) async throws
+        -> (messages: [ReceivedMessage], acknowledged: Set<ReceiptHandle>)
     /// Moves up to `limit` visible messages off a dead-letter queue; returns each moved message's target queue.
     func redrive(from dlq: String, to target: String?, limit: Int) async throws -> [String]
     func subscribe(topic: String, queue: String, policy: FilterPolicy?) async throws -> Subscription

@@ -55,8 +55,9 @@ enum BrokerSchema {
         autovacuum_analyze_scale_factor = 0.02,
         autovacuum_vacuum_cost_delay = 1
     );
+    -- The only secondary index: receives walk it in order; counters and the retention sweep use
+    -- its range too (visible_at >= sent_at always holds, so visible_at <= cutoff implies expired).
     CREATE INDEX broker_messages_ready ON broker_messages (queue_id, visible_at, id);
-    CREATE INDEX broker_messages_age ON broker_messages (queue_id, sent_at);
 
     -- Message totals per queue, spread over 16 slots so concurrent writers rarely share a row.
     CREATE TABLE broker_queue_stats (
@@ -142,7 +143,6 @@ enum BrokerSchema {
         source_queue TEXT NULL
     );
     CREATE INDEX broker_messages_ready ON broker_messages (queue_id, visible_at, id);
-    CREATE INDEX broker_messages_age ON broker_messages (queue_id, sent_at);
 
     CREATE TABLE broker_queue_stats (
         queue_id INTEGER PRIMARY KEY,

@@ -82,7 +82,9 @@ public struct ReceiptHandle: Sendable, Hashable, CustomStringConvertible, Codabl
         return String(t[0..<8]) + "-" + String(t[8..<12]) + "-" + String(t[12..<16]) + "-" + String(t[16..<20]) + "-" + String(t[20..<32])
     }
 
-    static func token(fromUUID uuid: String) -> String { uuid.replacingOccurrences(of: "-", with: "").lowercased() }
+    static func token(fromUUID uuid: String) -> String {
+        String(decoding: uuid.utf8.lazy.filter { $0 != UInt8(ascii: "-") }.map { $0 >= 0x41 && $0 <= 0x46 ? $0 + 0x20 : $0 }, as: UTF8.self)
+    }
 }
 
 /// A message handed out by a receive.
@@ -110,7 +112,7 @@ public struct TopicMessage: Sendable, Hashable {
     /// What subscription filter policies match against.
     public var attributes: MessageAttributes
 
-    public init(eventID: String = UUID().uuidString.lowercased(), body: String, attributes: MessageAttributes = [:]) {
+    public init(eventID: String = MessageID.make(), body: String, attributes: MessageAttributes = [:]) {
         self.eventID = eventID
         self.body = body
         self.attributes = attributes

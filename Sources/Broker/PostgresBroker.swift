@@ -205,7 +205,7 @@ final class PostgresBroker: BrokerBackend {
                     WITH q AS (SELECT id FROM broker_queues WHERE name = $1),
                     gone AS (
                         DELETE FROM broker_messages WHERE id IN (
-                            SELECT m.id FROM broker_messages m, q WHERE m.queue_id = q.id LIMIT $2)
+                            SELECT m.id FROM broker_messages m WHERE m.queue_id = (SELECT id FROM q) LIMIT $2)
                         RETURNING 1)
                     SELECT (SELECT count(*) FROM q) AS queues, (SELECT count(*) FROM gone) AS deleted
                     """, [.text(name), SQLValue(batchSize)])
@@ -262,12 +262,19 @@ final class PostgresBroker: BrokerBackend {
             FROM broker_queues q LEFT JOIN broker_queues d ON d.name = q.dead_letter_queue
             WHERE q.name = $1
         ),
+        acked AS (
+            DELETE FROM broker_messages m USING unnest($4::bigint[], $5::uuid[]) AS r(id, receipt)
+            WHERE m.queue_id = (SELECT id FROM q) AND m.id = r.id AND m.receipt = r.receipt
+            RETURNING m.id, m.receipt
+        ),
         due AS (
-            SELECT m.id, m.receive_count FROM broker_messages m, q
-            WHERE m.queue_id = q.id AND m.visible_at <= now()
+            -- A scalar subquery (not a join) so the planner walks broker_messages_ready in order
+            -- and stops after $2 rows instead of sorting the whole queue.
+            SELECT m.id, m.receive_count FROM broker_messages m
+            WHERE m.queue_id = (SELECT id FROM q) AND m.visible_at <= now() AND m.id <> ALL ($4::bigint[])
             ORDER BY m.visible_at, m.id
             LIMIT $2
-            FOR UPDATE OF m SKIP LOCKED
+            FOR UPDATE SKIP LOCKED
         ),
         dead AS (
             DELETE FROM broker_messages m USING due, q
@@ -289,18 +296,30 @@ final class PostgresBroker: BrokerBackend {
             WHERE m.id = due.id AND NOT (q.dlq_id IS NOT NULL AND due.receive_count >= q.max_receive_count)
             RETURNING m.*
         )
-        SELECT \(messageColumns), (SELECT count(*) FROM moved) AS dead_lettered FROM m
+        SELECT \(messageColumns), (SELECT count(*) FROM moved) AS dead_lettered,
+            (SELECT string_agg(a.id::text || '.' || replace(a.receipt::text, '-', ''), ',') FROM acked a) AS acked,
+            (SELECT count(*) FROM q) AS queues
+        FROM (SELECT 1) AS one LEFT JOIN m ON true
         ORDER BY m.visible_at, m.id
         """
 
-    func receive(_ queue: String, max: Int, visibility: Duration?) async throws -> [ReceivedMessage] {
+    func receive(_ queue: String, max: Int, visibility: Duration?, acknowledging: [ReceiptHandle]) async throws
+        -> (messages: [ReceivedMessage], acknowledged: Set<ReceiptHandle>)
+    {
         try await pool.withConnection { connection in
-            let rows = try await connection.query(
-                Self.receiveSQL, [.text(queue), SQLValue(max), visibility.map { .integer($0.milliseconds) } ?? .null])
-            if rows.isEmpty, try await connection.query("SELECT 1 FROM broker_queues WHERE name = $1", [.text(queue)]).isEmpty {
-                throw BrokerError(.queueNotFound, "queue '\(queue)' does not exist")
+            // One statement: it always returns one row at least (message columns NULL when nothing
+            // was due), carrying which acknowledgements took effect.
+            let rows = try await connection.query(Self.receiveSQL, [
+                .text(queue), SQLValue(max), visibility.map { .integer($0.milliseconds) } ?? .null,
+                PostgresArray.integers(acknowledging.map(\.rowID)), PostgresArray.text(acknowledging.map(\.uuidString)),
+            ])
+            guard rows.first?["queues"].int == 1 else { throw BrokerError(.queueNotFound, "queue '\(queue)' does not exist") }
+            var acknowledged = Set<ReceiptHandle>()
+            for handle in (rows.first?["acked"].string ?? "").split(separator: ",") {
+                if let receipt = try? ReceiptHandle(String(handle)) { acknowledged.insert(receipt) }
             }
-            return try rows.map { try Self.message($0, queue: queue) }
+            let messages = try rows.filter { !$0["id"].isNull }.map { try Self.message($0, queue: queue) }
+            return (messages, acknowledged)
         }
     }
 
@@ -410,8 +429,8 @@ final class PostgresBroker: BrokerBackend {
                     SELECT m.id FROM broker_queues q
                     CROSS JOIN LATERAL (
                         SELECT id FROM broker_messages m
-                        WHERE m.queue_id = q.id AND m.sent_at < now() - q.retention_ms * interval '1 millisecond'
-                        ORDER BY m.sent_at LIMIT $1) m
+                        WHERE m.queue_id = q.id AND m.visible_at <= now() - q.retention_ms * interval '1 millisecond'
+                        ORDER BY m.visible_at, m.id LIMIT $1) m
                     LIMIT $1)
                 """, [SQLValue(limit)])
         }
@@ -501,7 +520,7 @@ struct PostgresSession: BrokerSession {
         """
 
     func send(_ queue: String, _ messages: [OutgoingMessage]) async throws -> [String] {
-        let ids = messages.map { _ in UUID().uuidString.lowercased() }
+        let ids = messages.map { _ in MessageID.make() }
         let largest = messages.map(\.body.utf8.count).max() ?? 0
         let rows = try await connection.query(Self.sendSQL, [
             .text(queue),

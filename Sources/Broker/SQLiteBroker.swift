@@ -216,7 +216,9 @@ final class SQLiteBroker: BrokerBackend {
         first_received_at AS first_received_ms, source_queue
         """
 
-    func receive(_ queue: String, max: Int, visibility: Duration?) async throws -> [ReceivedMessage] {
+    func receive(_ queue: String, max: Int, visibility: Duration?, acknowledging: [ReceiptHandle]) async throws
+        -> (messages: [ReceivedMessage], acknowledged: Set<ReceiptHandle>)
+    {
         try await pool.withConnection { connection in
             // Look before taking the write lock: an idle poll must not queue behind writers.
             let now = Self.nowMs
@@ -225,8 +227,9 @@ final class SQLiteBroker: BrokerBackend {
                 FROM broker_queues q WHERE q.name = ?1
                 """, [.text(queue), .integer(now)])
             guard let first = ready.first else { throw BrokerError(.queueNotFound, "queue '\(queue)' does not exist") }
-            guard first["ready"].bool == true else { return [] }
+            guard first["ready"].bool == true || !acknowledging.isEmpty else { return ([], []) }
             return try await connection.transaction(.immediate) { connection in
+                let acknowledged = try SQLiteSession.delete(connection, queue, acknowledging)
                 let now = Self.nowMs
                 guard let q = try connection.query("""
                     SELECT q.id, q.visibility_timeout_ms, q.max_receive_count, d.id AS dlq_id
@@ -253,7 +256,7 @@ final class SQLiteBroker: BrokerBackend {
                         """, [.integer(dlqID), .integer(now), .integer(now), .text(queue), .text(ids)])
                     try connection.query("DELETE FROM broker_messages WHERE id IN (SELECT value FROM json_each(?))", [.text(ids)])
                 }
-                guard !live.isEmpty else { return [] }
+                guard !live.isEmpty else { return ([], acknowledged) }
                 let timeout = visibility?.milliseconds ?? q["visibility_timeout_ms"].int64 ?? 30_000
                 let rows = try connection.query("""
                     UPDATE broker_messages
@@ -263,7 +266,7 @@ final class SQLiteBroker: BrokerBackend {
                     RETURNING \(Self.messageColumns)
                     """, [.integer(now + timeout), .integer(now), .text(Self.jsonArray(live))])
                 let order = Dictionary(uniqueKeysWithValues: live.enumerated().map { ($1, $0) })
-                return try rows.sorted { (order[$0["id"].int64 ?? 0] ?? 0) < (order[$1["id"].int64 ?? 0] ?? 0) }.map { row in
+                let messages = try rows.sorted { (order[$0["id"].int64 ?? 0] ?? 0) < (order[$1["id"].int64 ?? 0] ?? 0) }.map { row in
                     ReceivedMessage(
                         queue: queue,
                         messageID: try row.require("message_id") { $0.string },
@@ -276,6 +279,7 @@ final class SQLiteBroker: BrokerBackend {
                         eventID: row["event_id"].string,
                         sourceQueue: row["source_queue"].string)
                 }
+                return (messages, acknowledged)
             }
         }
     }
@@ -354,8 +358,8 @@ final class SQLiteBroker: BrokerBackend {
         try await write { connection in
             try connection.update("""
                 DELETE FROM broker_messages WHERE id IN (
-                    SELECT m.id FROM broker_messages m JOIN broker_queues q ON q.id = m.queue_id
-                    WHERE m.sent_at < ?1 - q.retention_ms LIMIT ?2)
+                    SELECT m.id FROM broker_queues q JOIN broker_messages m ON m.queue_id = q.id
+                    WHERE m.visible_at <= ?1 - q.retention_ms LIMIT ?2)
                 """, [.integer(Self.nowMs), SQLValue(limit)])
         }
     }
@@ -439,7 +443,7 @@ struct SQLiteSession: BrokerSession {
             var ids: [String] = []
             ids.reserveCapacity(messages.count)
             for message in messages {
-                let id = UUID().uuidString.lowercased()
+                let id = MessageID.make()
                 try connection.query("""
                     INSERT INTO broker_messages (queue_id, message_id, body, attributes, event_id, sent_at, visible_at)
                     VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -487,7 +491,7 @@ struct SQLiteSession: BrokerSession {
                         INSERT INTO broker_messages (queue_id, message_id, body, attributes, event_id, sent_at, visible_at)
                         VALUES (?, ?, ?, ?, ?, ?, ?)
                         """, [
-                            target["queue_id"], .text(UUID().uuidString.lowercased()), .text(event.body), SQLValue(encoded),
+                            target["queue_id"], .text(MessageID.make()), .text(event.body), SQLValue(encoded),
                             .text(event.eventID), .integer(now), .integer(now + (target["delay_ms"].int64 ?? 0)),
                         ])
                 }
@@ -498,15 +502,17 @@ struct SQLiteSession: BrokerSession {
     }
 
     func delete(_ queue: String, _ receipts: [ReceiptHandle]) async throws -> Set<ReceiptHandle> {
-        try await writing { connection in
-            var done = Set<ReceiptHandle>()
-            for receipt in receipts where try connection.update("""
-                DELETE FROM broker_messages WHERE id = ? AND receipt = ? AND queue_id = (SELECT id FROM broker_queues WHERE name = ?)
-                """, [.integer(receipt.rowID), .text(receipt.token), .text(queue)]) == 1 {
-                done.insert(receipt)
-            }
-            return done
+        try await writing { connection in try Self.delete(connection, queue, receipts) }
+    }
+
+    static func delete(_ connection: isolated SQLiteConnection, _ queue: String, _ receipts: [ReceiptHandle]) throws -> Set<ReceiptHandle> {
+        var done = Set<ReceiptHandle>()
+        for receipt in receipts where try connection.update("""
+            DELETE FROM broker_messages WHERE id = ? AND receipt = ? AND queue_id = (SELECT id FROM broker_queues WHERE name = ?)
+            """, [.integer(receipt.rowID), .text(receipt.token), .text(queue)]) == 1 {
+            done.insert(receipt)
         }
+        return done
     }
 
     func changeVisibility(_ queue: String, _ receipts: [ReceiptHandle], _ timeout: Duration) async throws -> Set<ReceiptHandle> {

@@ -15,14 +15,24 @@ public final class ThreadExecutor: SerialExecutor, @unchecked Sendable {
 
     private enum State { case running, stopping, stopped }
 
+    private let stackSize: Int
+
     /// Starts the thread.
     /// - Parameters:
-    ///   - name: the thread's name, shown by debuggers and `top -H`.
+    ///   - name: the thread's name, shown by debuggers and `top -H` (Linux keeps 15 bytes of it).
     ///   - stackSize: the thread's stack size in bytes.
     public init(name: String, stackSize: Int = 1 << 20) {
         self.name = name
-        let thread = Thread { [self] in self.runLoop() }
-        thread.name = name
+        self.stackSize = stackSize
+        startThread()
+    }
+
+    private func startThread() {
+        let name = self.name
+        let thread = Thread { [self] in
+            nameCurrentThread(name)
+            self.runLoop()
+        }
         thread.stackSize = stackSize
         thread.start()
     }
@@ -31,8 +41,13 @@ public final class ThreadExecutor: SerialExecutor, @unchecked Sendable {
         let unowned = UnownedJob(job)
         condition.lock()
         jobs.append(unowned)
+        // After shutdown the thread may have exited; a late job (an actor's last call, a call on a
+        // closed connection that must fail rather than hang) gets a thread that drains and exits.
+        let restart = state == .stopped
+        if restart { state = .stopping }
         condition.signal()
         condition.unlock()
+        if restart { startThread() }
     }
 
     public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
@@ -78,9 +93,21 @@ public func runBlocking<T: Sendable>(
 ) async throws -> T {
     try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
         let thread = Thread {
+            nameCurrentThread(name)
             do { continuation.resume(returning: try body()) } catch { continuation.resume(throwing: error) }
         }
-        thread.name = name
         thread.start()
     }
+}
+
+/// Names the calling thread. Foundation on Linux applies a name only when the thread sets its own,
+/// and the OS keeps at most 15 bytes (a longer name is refused), so threads name themselves with a
+/// name cut to fit.
+public func nameCurrentThread(_ name: String) {
+    var fitted = ""
+    for scalar in name.unicodeScalars {
+        guard fitted.utf8.count + String(scalar).utf8.count <= 15 else { break }
+        fitted.unicodeScalars.append(scalar)
+    }
+    Thread.current.name = fitted
 }

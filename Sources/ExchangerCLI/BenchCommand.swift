@@ -247,17 +247,24 @@ struct BrokerBenchWorker: AsyncParsableCommand {
         }
         var latencies: [Int64] = []
         var lastDelete: Int64 = 0
-        while !stop.isSet {
-            let messages = try await broker.receive(queue, maxMessages: batch, wait: .milliseconds(250))
-            guard !messages.isEmpty else { continue }
+        var processed: [ReceiptHandle] = []
+        // Each round trip deletes the batch just handled and leases the next one (one commit).
+        while !stop.isSet || !processed.isEmpty {
+            let (acknowledged, messages) = try await broker.acknowledgeAndReceive(
+                queue, acknowledging: processed, maxMessages: stop.isSet ? 1 : batch, wait: stop.isSet ? .zero : .milliseconds(250))
+            guard acknowledged.failed.isEmpty else { throw ValidationError("\(acknowledged.failed.count) deletes failed") }
+            if !processed.isEmpty { lastDelete = wallClockNanoseconds() }
+            processed = messages.map(\.receipt)
             let received = wallClockNanoseconds()
             for message in messages {
                 let sentAt = Int64(message.body.prefix { $0 != " " }) ?? received
                 latencies.append((received - sentAt) / 1000)
             }
-            let outcome = try await broker.deleteBatch(queue, messages.map(\.receipt))
-            guard outcome.failed.isEmpty else { throw ValidationError("\(outcome.failed.count) deletes failed") }
-            lastDelete = wallClockNanoseconds()
+            if stop.isSet, !processed.isEmpty {
+                _ = try await broker.deleteBatch(queue, processed)
+                lastDelete = wallClockNanoseconds()
+                processed = []
+            }
         }
         signals.cancel()
         try printReport(WorkerReport(role: "consumer", received: latencies.count, last_delete_ns: lastDelete, latencies_us: latencies))

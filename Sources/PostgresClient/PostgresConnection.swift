@@ -20,6 +20,14 @@ public struct PostgresConfiguration: Sendable, Hashable {
     public init() {}
 }
 
+/// A transaction isolation level.
+public enum PostgresIsolationLevel: String, Sendable {
+    case readCommitted = "READ COMMITTED"
+    /// One snapshot for the whole transaction (the case-data copy reads its source this way).
+    case repeatableRead = "REPEATABLE READ"
+    case serializable = "SERIALIZABLE"
+}
+
 /// One PostgreSQL connection through libpq, running on a thread of its own.
 ///
 /// Every call blocks only this connection's thread (see ``ThreadExecutor``); callers `await` it
@@ -47,7 +55,7 @@ public actor PostgresConnection: PoolableConnection {
     ///   - configuration: session settings.
     public static func connect(url: String, configuration: PostgresConfiguration = .init()) async throws -> PostgresConnection {
         let connection = PostgresConnection(
-            executor: ThreadExecutor(name: "postgres-connection"), configuration: configuration)
+            executor: ThreadExecutor(name: "exch-postgres"), configuration: configuration)
         do {
             try await connection.open(url: url)
         } catch {
@@ -120,6 +128,12 @@ public actor PostgresConnection: PoolableConnection {
 
     private func run(_ sql: String, _ binds: [SQLValue], retryStalePlan: Bool) throws(DatabaseError) -> (rows: [SQLRow], affected: Int) {
         let conn = try requireHandle()
+        // Text parameters travel as C strings: a NUL would silently cut the value short.
+        for bind in binds {
+            if case .text(let text) = bind, text.utf8.contains(0) {
+                throw DatabaseError(.misuse, sqlState: "22021", message: "text values cannot contain NUL characters", statement: sql)
+            }
+        }
         let name = try prepared(sql, conn: conn, parameterCount: binds.count)
         let encoded = binds.map(Self.encode)
         let result: OpaquePointer? = withParameters(encoded) { values, lengths, formats in
@@ -165,13 +179,13 @@ public actor PostgresConnection: PoolableConnection {
     /// Runs `body` in a transaction: `BEGIN`, then `COMMIT` when it returns or `ROLLBACK` when it
     /// throws. Transactions do not nest.
     public func transaction<T: Sendable>(
-        isolation: String = "READ COMMITTED",
+        isolation: PostgresIsolationLevel = .readCommitted,
         _ body: @Sendable (isolated PostgresConnection) async throws -> T
     ) async throws -> T {
         guard transactionDepth == 0 else {
             throw DatabaseError(.misuse, message: "transactions do not nest on one connection")
         }
-        try execute("BEGIN ISOLATION LEVEL \(isolation)")
+        try execute("BEGIN ISOLATION LEVEL \(isolation.rawValue)")
         transactionDepth = 1
         do {
             let result = try await body(self)

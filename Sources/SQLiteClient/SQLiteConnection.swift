@@ -78,7 +78,7 @@ public actor SQLiteConnection: PoolableConnection {
     public let path: String
 
     private init(path: String, configuration: SQLiteConfiguration) {
-        self.executor = ThreadExecutor(name: "sqlite-connection")
+        self.executor = ThreadExecutor(name: "exch-sqlite")
         self.path = path
         self.configuration = configuration
     }
@@ -174,7 +174,15 @@ public actor SQLiteConnection: PoolableConnection {
             case .integer(let value): sqlite3_bind_int64(statement, index, value)
             case .double(let value): sqlite3_bind_double(statement, index, value)
             case .bool(let value): sqlite3_bind_int64(statement, index, value ? 1 : 0)
-            case .text(let value): sqlite3_bind_text(statement, index, value, -1, transientDestructor)
+            case .text(let value):
+                // Bind by byte count, not as a C string, so text containing NUL is kept whole.
+                value.isEmpty
+                    ? sqlite3_bind_text(statement, index, "", 0, transientDestructor)
+                    : Array(value.utf8).withUnsafeBufferPointer { buffer in
+                        buffer.withMemoryRebound(to: CChar.self) {
+                            sqlite3_bind_text(statement, index, $0.baseAddress, Int32($0.count), transientDestructor)
+                        }
+                    }
             case .blob(let value):
                 value.withUnsafeBytes { sqlite3_bind_blob(statement, index, $0.baseAddress, Int32($0.count), transientDestructor) }
             }

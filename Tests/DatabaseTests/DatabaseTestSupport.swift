@@ -1,6 +1,7 @@
 import DatabaseSupport
 import Foundation
 import PostgresClient
+import SQLiteClient
 import Testing
 
 // Shared helpers of the DatabaseTests target: the PostgreSQL server under test, unique names,
@@ -60,6 +61,29 @@ func withScratchTable<T>(
     }
 }
 
+/// A fresh temporary directory for SQLite files, removed afterwards.
+func withSQLiteDirectory<T>(_ body: (String) async throws -> T) async throws -> T {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("dbtests-sqlite")).path
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    return try await body(directory)
+}
+
+/// A connection to a fresh database file, closed afterwards.
+func withSQLiteDatabase<T>(_ body: (SQLiteConnection) async throws -> T) async throws -> T {
+    try await withSQLiteDirectory { directory in
+        let db = try await SQLiteConnection.open(path: directory + "/test.db")
+        do {
+            let result = try await body(db)
+            await db.close()
+            return result
+        } catch {
+            await db.close()
+            throw error
+        }
+    }
+}
+
 /// A lower-case identifier that no other test uses.
 func uniqueName(_ prefix: String) -> String {
     prefix + "_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
@@ -71,7 +95,7 @@ struct ExpectedFailure: Error, Equatable {
 }
 
 /// A task on Swift's cooperative pool that records an instant every `interval`. If something
-/// blocked the pool's threads, the ticks would stop: `ticks(during:)` counts how many happened
+/// blocked the pool's threads, the ticks would stop: `measure(_:)` counts how many happened
 /// while an operation ran and the longest gap between two of them.
 final class Ticker: Sendable {
     private let instants = LockedBox<[ContinuousClock.Instant]>([])
