@@ -121,6 +121,36 @@ struct BrokerQueueTests {
         }
     }
 
+    @Test("acknowledge-and-receive deletes the handled batch and leases the next in one call", arguments: Backend.allCases)
+    func acknowledgeAndReceive(backend: Backend) async throws {
+        try await withTestBroker(backend) { broker, _ in
+            try await broker.createQueue("q")
+            try await broker.sendBatch("q", (0..<7).map { OutgoingMessage(body: "m\($0)") })
+            let first = try await broker.acknowledgeAndReceive("q", acknowledging: [], maxMessages: 3)
+            #expect(first.messages.map(\.body) == ["m0", "m1", "m2"])
+            #expect(first.acknowledged.succeeded.isEmpty && first.acknowledged.failed.isEmpty)
+
+            let second = try await broker.acknowledgeAndReceive("q", acknowledging: first.messages.map(\.receipt), maxMessages: 3)
+            #expect(Set(second.acknowledged.succeeded) == Set(first.messages.map(\.receipt)))
+            #expect(second.messages.map(\.body) == ["m3", "m4", "m5"])
+            #expect(try await broker.counters("q") == QueueCounters(visible: 1, inFlight: 3, delayed: 0))
+
+            // A stale receipt fails on its own; the fresh ones are deleted; a lease that expired but was
+            // not yet re-received is still deletable and is not handed out again in the same call.
+            let expired = try await broker.acknowledgeAndReceive("q", acknowledging: [], maxMessages: 1, visibilityTimeout: .zero)
+            let third = try await broker.acknowledgeAndReceive(
+                "q", acknowledging: second.messages.map(\.receipt) + [first.messages[0].receipt] + expired.messages.map(\.receipt),
+                maxMessages: 10, wait: .milliseconds(300))
+            #expect(third.acknowledged.succeeded.count == 4)
+            #expect(third.acknowledged.failed[first.messages[0].receipt]?.code == .staleReceipt)
+            #expect(third.messages.isEmpty)  // nothing left: the acknowledged ones were not re-leased
+            #expect(try await broker.counters("q").total == 0)
+
+            let missing = await #expect(throws: BrokerError.self) { try await broker.acknowledgeAndReceive("nope", acknowledging: []) }
+            #expect(missing?.code == .queueNotFound)
+        }
+    }
+
     @Test("receive takes large batches (not capped at 10)", arguments: Backend.allCases)
     func largeBatch(backend: Backend) async throws {
         try await withTestBroker(backend) { broker, _ in
@@ -243,16 +273,19 @@ struct BrokerQueueTests {
     @Test("queue and per-message delays hold messages back", arguments: Backend.allCases)
     func delays(backend: Backend) async throws {
         try await withTestBroker(backend) { broker, _ in
-            try await broker.createQueue("slow", attributes: QueueAttributes(delay: .milliseconds(700)))
-            try await broker.send("slow", OutgoingMessage(body: "queue-delay"))
-            try await broker.send("slow", OutgoingMessage(body: "no-delay", delay: .zero))
-            try await broker.send("slow", OutgoingMessage(body: "own-delay", delay: .milliseconds(1500)))
+            // Margins of seconds: the checks below must run before the first delay ends even on a
+            // machine loaded by the rest of the suite.
+            try await broker.createQueue("slow", attributes: QueueAttributes(delay: .seconds(3)))
+            try await broker.sendBatch("slow", [
+                OutgoingMessage(body: "queue-delay"), OutgoingMessage(body: "no-delay", delay: .zero),
+                OutgoingMessage(body: "own-delay", delay: .seconds(6)),
+            ])
             #expect(try await broker.counters("slow") == QueueCounters(visible: 1, inFlight: 0, delayed: 2))
             #expect(try await broker.receive("slow", maxMessages: 10).map(\.body) == ["no-delay"])
             // A long poll returns the delayed message once it is due, without a notification.
-            let queued = try await broker.receive("slow", maxMessages: 10, wait: .seconds(5))
+            let queued = try await broker.receive("slow", maxMessages: 10, wait: .seconds(10))
             #expect(queued.map(\.body) == ["queue-delay"])
-            let own = try await broker.receive("slow", maxMessages: 10, wait: .seconds(5))
+            let own = try await broker.receive("slow", maxMessages: 10, wait: .seconds(10))
             #expect(own.map(\.body) == ["own-delay"])
         }
     }
