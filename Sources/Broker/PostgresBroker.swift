@@ -513,8 +513,14 @@ struct PostgresSession: BrokerSession {
                 AS m(message_id, body, attributes, event_id, delay_ms)
             RETURNING visible_at
         ),
+        -- Notify only when the queue had nothing visible before this send: a receiver can only be
+        -- parked on an empty queue, and the send that made it non-empty woke it. (This statement's
+        -- snapshot does not see its own inserts, so the NOT EXISTS looks at what was there before.)
         wake AS (
-            SELECT pg_notify('\(PostgresBroker.channel)', $1) WHERE EXISTS (SELECT 1 FROM ins WHERE visible_at <= now())
+            SELECT pg_notify('\(PostgresBroker.channel)', $1)
+            WHERE EXISTS (SELECT 1 FROM ins WHERE visible_at <= now())
+              AND NOT EXISTS (
+                  SELECT 1 FROM broker_messages m WHERE m.queue_id = (SELECT id FROM q) AND m.visible_at <= now())
         )
         SELECT (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM wake) AS woken
         """

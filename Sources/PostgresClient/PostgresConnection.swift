@@ -3,7 +3,7 @@ import DatabaseSupport
 import Foundation
 
 /// Settings applied to every new PostgreSQL connection.
-public struct PostgresConfiguration: Sendable, Hashable {
+public struct PostgresConfiguration: Sendable {
     /// Seconds libpq waits for the server to accept a connection.
     public var connectTimeoutSeconds: Int = 10
     /// `statement_timeout` for the session; `nil` leaves the server's setting.
@@ -16,6 +16,8 @@ public struct PostgresConfiguration: Sendable, Hashable {
     public var applicationName: String = "exchanger"
     /// Prepared statements kept per connection before the cache is reset.
     public var preparedStatementCacheSize: Int = 256
+    /// Further session parameters (name, value), applied with `set_config` after connecting.
+    public var sessionParameters: [(name: String, value: String)] = []
 
     public init() {}
 }
@@ -86,6 +88,9 @@ public actor PostgresConnection: PoolableConnection {
         }
         if let timeout = configuration.lockTimeout { settings.append("SET lock_timeout = \(timeout.milliseconds)") }
         if !settings.isEmpty { try execute(settings.joined(separator: "; ")) }
+        for parameter in configuration.sessionParameters {
+            try query("SELECT set_config($1, $2, false)", [.text(parameter.name), .text(parameter.value)])
+        }
     }
 
     /// True while libpq reports the connection healthy.
