@@ -41,6 +41,9 @@ protocol BrokerBackend: Sendable {
     func unsubscribe(id: Int64) async throws -> Bool
     func subscriptions(topic: String?, queue: String?) async throws -> [Subscription]
     func purgeExpired(limit: Int) async throws -> Int
+    /// Vacuums the message table when it holds more than `threshold` dead rows (PostgreSQL; one
+    /// process at a time). Returns whether it vacuumed.
+    func vacuumIfNeeded(threshold: Int) async throws -> Bool
     func withSession<T: Sendable>(transactional: Bool, _ body: @Sendable (any BrokerSession) async throws -> T) async throws -> T
     /// Starts whatever tells this process that other processes sent messages (LISTEN, data_version polling).
     func startWakeups(hub: WakeupHub, logger: Logger) -> WakeupTask

@@ -263,8 +263,9 @@ final class PostgresBroker: BrokerBackend {
             WHERE q.name = $1
         ),
         acked AS (
+            -- `queue_id + 0` keeps the planner on primary-key lookups (see deleteSQL).
             DELETE FROM broker_messages m USING unnest($4::bigint[], $5::uuid[]) AS r(id, receipt)
-            WHERE m.queue_id = (SELECT id FROM q) AND m.id = r.id AND m.receipt = r.receipt
+            WHERE m.queue_id + 0 = (SELECT id FROM q) AND m.id = r.id AND m.receipt = r.receipt
             RETURNING m.id, m.receipt
         ),
         due AS (
@@ -433,6 +434,30 @@ final class PostgresBroker: BrokerBackend {
                         ORDER BY m.visible_at, m.id LIMIT $1) m
                     LIMIT $1)
                 """, [SQLValue(limit)])
+        }
+    }
+
+    /// Deleted and re-leased messages leave dead entries at the head of broker_messages_ready
+    /// that every receive walks until VACUUM removes them; autovacuum visits a database once a
+    /// minute at best (`autovacuum_naptime` is server-wide), far too rarely for a busy queue.
+    func vacuumIfNeeded(threshold: Int) async throws -> Bool {
+        try await pool.withConnection { connection in
+            let dead = try await connection.query(
+                "SELECT coalesce(n_dead_tup, 0) AS dead FROM pg_stat_user_tables WHERE relid = 'broker_messages'::regclass"
+            ).first?["dead"].int ?? 0
+            guard dead >= threshold else { return false }
+            // Session-level lock: VACUUM cannot run inside a transaction.
+            guard try await connection.query("SELECT pg_try_advisory_lock(7345002) AS locked").first?["locked"].bool == true else {
+                return false
+            }
+            do {
+                try await connection.execute("VACUUM (ANALYZE) broker_messages")
+            } catch {
+                _ = try? await connection.query("SELECT pg_advisory_unlock(7345002)")
+                throw error
+            }
+            try await connection.query("SELECT pg_advisory_unlock(7345002)")
+            return true
         }
     }
 
@@ -631,13 +656,21 @@ struct PostgresSession: BrokerSession {
         }
     }
 
+    /// Receipt-matched statements compare `queue_id + 0`, which no index can serve, so the only
+    /// plan left is a primary-key lookup per receipt. With the plain column, a table whose
+    /// statistics still say "empty" gets a plan that reads the whole queue through
+    /// broker_messages_ready and hash-joins it: every acknowledgement then costs O(queue length).
+    static let deleteSQL = """
+        DELETE FROM broker_messages m
+        USING unnest($2::bigint[], $3::uuid[]) AS r(id, receipt)
+        WHERE m.id = r.id AND m.receipt = r.receipt
+          AND m.queue_id + 0 = (SELECT id FROM broker_queues WHERE name = $1)
+        RETURNING m.id, m.receipt::text AS receipt
+        """
+
     func delete(_ queue: String, _ receipts: [ReceiptHandle]) async throws -> Set<ReceiptHandle> {
-        let rows = try await connection.query("""
-            DELETE FROM broker_messages m
-            USING broker_queues q, unnest($2::bigint[], $3::uuid[]) AS r(id, receipt)
-            WHERE q.name = $1 AND m.queue_id = q.id AND m.id = r.id AND m.receipt = r.receipt
-            RETURNING m.id, m.receipt::text AS receipt
-            """, [.text(queue), PostgresArray.integers(receipts.map(\.rowID)), PostgresArray.text(receipts.map(\.uuidString))])
+        let rows = try await connection.query(Self.deleteSQL,
+            [.text(queue), PostgresArray.integers(receipts.map(\.rowID)), PostgresArray.text(receipts.map(\.uuidString))])
         return Self.receipts(rows)
     }
 
@@ -646,8 +679,9 @@ struct PostgresSession: BrokerSession {
             WITH r AS (SELECT * FROM unnest($2::bigint[], $3::uuid[]) AS r(id, receipt)),
             changed AS (
                 UPDATE broker_messages m SET visible_at = now() + $4::bigint * interval '1 millisecond'
-                FROM broker_queues q, r
-                WHERE q.name = $1 AND m.queue_id = q.id AND m.id = r.id AND m.receipt = r.receipt
+                FROM r
+                WHERE m.id = r.id AND m.receipt = r.receipt
+                  AND m.queue_id + 0 = (SELECT id FROM broker_queues WHERE name = $1)
                 RETURNING m.id, m.receipt::text AS receipt
             ),
             wake AS (SELECT pg_notify('\(PostgresBroker.channel)', $1) WHERE $4::bigint = 0 AND EXISTS (SELECT 1 FROM changed))

@@ -364,6 +364,9 @@ final class SQLiteBroker: BrokerBackend {
         }
     }
 
+    /// SQLite reuses freed pages itself; there is nothing to vacuum for a queue's churn.
+    func vacuumIfNeeded(threshold: Int) async throws -> Bool { false }
+
     // MARK: Sessions
 
     func withSession<T: Sendable>(transactional: Bool, _ body: @Sendable (any BrokerSession) async throws -> T) async throws -> T {

@@ -110,4 +110,11 @@ public func nameCurrentThread(_ name: String) {
         fitted.unicodeScalars.append(scalar)
     }
     Thread.current.name = fitted
+    #if os(Linux)
+    // The OS's own record, written directly: what debuggers and `top -H` show.
+    if let handle = FileHandle(forWritingAtPath: "/proc/thread-self/comm") {
+        handle.write(Data(fitted.utf8))
+        try? handle.close()
+    }
+    #endif
 }

@@ -56,6 +56,9 @@ struct BrokerBench: AsyncParsableCommand {
         let idleQueue = "bench-idle-\(tag)"
         try await broker.createQueue(queue, attributes: QueueAttributes(visibilityTimeout: .seconds(120)))
         try await broker.createQueue(idleQueue, attributes: QueueAttributes(visibilityTimeout: .seconds(120)))
+        // The broker's own upkeep runs as it would in any long-running process of the system.
+        let maintenance = Task { await broker.runMaintenance() }
+        defer { maintenance.cancel() }
         do {
             let throughput = try await throughputPhase(url: url, broker: broker, queue: queue)
             let idle = idleSamples > 0 ? try await idlePhase(url: url, broker: broker, queue: idleQueue) : []

@@ -314,6 +314,34 @@ struct BrokerQueueTests {
         }
     }
 
+    @Test("maintenance vacuums the message table once it holds enough dead rows (PostgreSQL)", arguments: Backend.allCases)
+    func maintenance(backend: Backend) async throws {
+        var configuration = BrokerConfiguration()
+        configuration.vacuumDeadRowThreshold = 1
+        try await withTestBroker(backend, configuration: configuration) { broker, _ in
+            try await broker.createQueue("churn")
+            try await broker.sendBatch("churn", (0..<200).map { OutgoingMessage(body: "m\($0)") })
+            _ = try await broker.drain("churn", count: 200)
+            let vacuumed = try await broker.transaction { transaction in
+                transaction.dialect == .postgres
+                    ? try await transaction.query("SELECT coalesce(vacuum_count, 0) AS n FROM pg_stat_user_tables WHERE relname = 'broker_messages'").first?["n"].int ?? 0
+                    : 0
+            }
+            // Statistics reach pg_stat_user_tables asynchronously; maintenance runs until it vacuums.
+            let ran = await eventually(timeout: .seconds(10)) {
+                try? await broker.maintain()
+                let count = try? await broker.transaction { transaction in
+                    transaction.dialect == .postgres
+                        ? try await transaction.query("SELECT coalesce(vacuum_count, 0) AS n FROM pg_stat_user_tables WHERE relname = 'broker_messages'").first?["n"].int ?? 0
+                        : 0
+                }
+                return backend == .sqlite || (count ?? 0) > vacuumed
+            }
+            #expect(ran)
+            #expect(try await broker.counters("churn").total == 0)
+        }
+    }
+
     @Test("purge and the retention sweep delete in capped batches", arguments: Backend.allCases)
     func purgeAndRetention(backend: Backend) async throws {
         var configuration = BrokerConfiguration()
