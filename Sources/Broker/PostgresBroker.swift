@@ -90,14 +90,19 @@ final class PostgresBroker: BrokerBackend {
         ]
     }
 
+    /// Throws when the attributes name a dead-letter queue that does not exist (and keeps it from
+    /// being deleted until the transaction ends).
+    static func requireDeadLetterQueue(_ connection: isolated PostgresConnection, _ attributes: QueueAttributes) throws {
+        guard let dlq = attributes.deadLetterQueue else { return }
+        if try connection.query("SELECT 1 FROM broker_queues WHERE name = $1 FOR SHARE", [.text(dlq)]).isEmpty {
+            throw BrokerError(.queueNotFound, "dead-letter queue '\(dlq)' does not exist")
+        }
+    }
+
     func createQueue(_ name: String, _ attributes: QueueAttributes) async throws -> QueueInfo {
         try await pool.withConnection { connection in
             try await connection.transaction { connection in
-                if let dlq = attributes.deadLetterQueue,
-                    try connection.query("SELECT 1 FROM broker_queues WHERE name = $1 FOR SHARE", [.text(dlq)]).isEmpty
-                {
-                    throw BrokerError(.queueNotFound, "dead-letter queue '\(dlq)' does not exist")
-                }
+                try Self.requireDeadLetterQueue(connection, attributes)
                 let inserted = try connection.query("""
                     INSERT INTO broker_queues (name, visibility_timeout_ms, max_receive_count, dead_letter_queue, delay_ms,
                         retention_ms, max_message_bytes, exchange_id, program)
@@ -139,11 +144,7 @@ final class PostgresBroker: BrokerBackend {
     func setAttributes(_ name: String, _ attributes: QueueAttributes) async throws -> QueueInfo {
         try await pool.withConnection { connection in
             try await connection.transaction { connection in
-                if let dlq = attributes.deadLetterQueue,
-                    try connection.query("SELECT 1 FROM broker_queues WHERE name = $1 FOR SHARE", [.text(dlq)]).isEmpty
-                {
-                    throw BrokerError(.queueNotFound, "dead-letter queue '\(dlq)' does not exist")
-                }
+                try Self.requireDeadLetterQueue(connection, attributes)
                 guard let row = try connection.query("""
                     UPDATE broker_queues SET visibility_timeout_ms = $2, max_receive_count = $3, dead_letter_queue = $4,
                         delay_ms = $5, retention_ms = $6, max_message_bytes = $7, exchange_id = $8, program = $9, updated_at = now()
@@ -394,8 +395,7 @@ final class PostgresBroker: BrokerBackend {
                     throw BrokerError(.subscriptionNotFound, "subscription of '\(queue)' to '\(topic)' vanished; try again")
                 }
                 let existing = row["filter_policy"].string
-                let same = existing == policy?.json || (existing.flatMap { try? FilterPolicy(json: $0) } == policy && policy != nil)
-                guard same else {
+                guard Subscription.samePolicy(existing, policy) else {
                     throw BrokerError(.subscriptionConflict, "queue '\(queue)' is already subscribed to '\(topic)' with another filter policy")
                 }
                 return Subscription(id: id, topic: topic, queue: queue, filterPolicy: existing)
@@ -465,14 +465,12 @@ final class PostgresBroker: BrokerBackend {
 
     func withSession<T: Sendable>(transactional: Bool, _ body: @Sendable (any BrokerSession) async throws -> T) async throws -> T {
         try await pool.withConnection { connection in
-            if transactional {
-                return try await connection.transaction { connection in
-                    try await body(ValidatingSession(inner: PostgresSession(connection: connection, inTransaction: true, policies: policies),
-                        maxBatch: configuration.maxReceiveBatch))
-                }
+            guard transactional else {
+                return try await body(PostgresSession(connection: connection, inTransaction: false, policies: policies))
             }
-            return try await body(ValidatingSession(inner: PostgresSession(connection: connection, inTransaction: false, policies: policies),
-                maxBatch: configuration.maxReceiveBatch))
+            return try await connection.transaction { connection in
+                try await body(PostgresSession(connection: connection, inTransaction: true, policies: policies))
+            }
         }
     }
 

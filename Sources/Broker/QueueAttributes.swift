@@ -125,4 +125,11 @@ public struct Subscription: Sendable, Hashable {
     public var queue: String
     /// The filter policy's JSON, `nil` for "every message".
     public var filterPolicy: String?
+
+    /// Whether a stored policy and a requested one are the same subscription (subscribing again
+    /// with the same policy is a no-op; with another it is a conflict).
+    static func samePolicy(_ stored: String?, _ requested: FilterPolicy?) -> Bool {
+        guard let stored, let requested else { return stored == nil && requested == nil }
+        return stored == requested.json
+    }
 }

@@ -72,11 +72,17 @@ final class SQLiteBroker: BrokerBackend {
         exchange_id, program, sealed, created_at AS created_ms
         """
 
+    /// Throws when the attributes name a dead-letter queue that does not exist.
+    static func requireDeadLetterQueue(_ connection: isolated SQLiteConnection, _ attributes: QueueAttributes) throws {
+        guard let dlq = attributes.deadLetterQueue else { return }
+        if try connection.query("SELECT 1 FROM broker_queues WHERE name = ?", [.text(dlq)]).isEmpty {
+            throw BrokerError(.queueNotFound, "dead-letter queue '\(dlq)' does not exist")
+        }
+    }
+
     func createQueue(_ name: String, _ attributes: QueueAttributes) async throws -> QueueInfo {
         try await write { connection in
-            if let dlq = attributes.deadLetterQueue, try connection.query("SELECT 1 FROM broker_queues WHERE name = ?", [.text(dlq)]).isEmpty {
-                throw BrokerError(.queueNotFound, "dead-letter queue '\(dlq)' does not exist")
-            }
+            try Self.requireDeadLetterQueue(connection, attributes)
             if let row = try connection.query("SELECT \(Self.queueColumns) FROM broker_queues WHERE name = ?", [.text(name)]).first {
                 let existing = try PostgresBroker.queueInfo(row)
                 guard existing.attributes == attributes else {
@@ -117,9 +123,7 @@ final class SQLiteBroker: BrokerBackend {
 
     func setAttributes(_ name: String, _ attributes: QueueAttributes) async throws -> QueueInfo {
         try await write { connection in
-            if let dlq = attributes.deadLetterQueue, try connection.query("SELECT 1 FROM broker_queues WHERE name = ?", [.text(dlq)]).isEmpty {
-                throw BrokerError(.queueNotFound, "dead-letter queue '\(dlq)' does not exist")
-            }
+            try Self.requireDeadLetterQueue(connection, attributes)
             guard let row = try connection.query("""
                 UPDATE broker_queues SET visibility_timeout_ms = ?2, max_receive_count = ?3, dead_letter_queue = ?4, delay_ms = ?5,
                     retention_ms = ?6, max_message_bytes = ?7, exchange_id = ?8, program = ?9, updated_at = ?10
@@ -322,8 +326,7 @@ final class SQLiteBroker: BrokerBackend {
                 "SELECT id, filter_policy FROM broker_subscriptions WHERE topic = ? AND queue_id = ?", [.text(topic), .integer(queueID)]
             ).first, let id = row["id"].int64 {
                 let existing = row["filter_policy"].string
-                let same = existing == policy?.json || (existing.flatMap { try? FilterPolicy(json: $0) } == policy && policy != nil)
-                guard same else {
+                guard Subscription.samePolicy(existing, policy) else {
                     throw BrokerError(.subscriptionConflict, "queue '\(queue)' is already subscribed to '\(topic)' with another filter policy")
                 }
                 return Subscription(id: id, topic: topic, queue: queue, filterPolicy: existing)
@@ -371,14 +374,12 @@ final class SQLiteBroker: BrokerBackend {
 
     func withSession<T: Sendable>(transactional: Bool, _ body: @Sendable (any BrokerSession) async throws -> T) async throws -> T {
         try await pool.withConnection { connection in
-            if transactional {
-                return try await connection.transaction(.immediate) { connection in
-                    try await body(ValidatingSession(inner: SQLiteSession(connection: connection, inTransaction: true, policies: policies),
-                        maxBatch: configuration.maxReceiveBatch))
-                }
+            guard transactional else {
+                return try await body(SQLiteSession(connection: connection, inTransaction: false, policies: policies))
             }
-            return try await body(ValidatingSession(inner: SQLiteSession(connection: connection, inTransaction: false, policies: policies),
-                maxBatch: configuration.maxReceiveBatch))
+            return try await connection.transaction(.immediate) { connection in
+                try await body(SQLiteSession(connection: connection, inTransaction: true, policies: policies))
+            }
         }
     }
 
