@@ -12,15 +12,18 @@ public struct BrokerConfiguration: Sendable {
     public var connectionAcquireTimeout: Duration = .seconds(30)
     /// PostgreSQL session settings (statement and idle-in-transaction timeouts, …).
     ///
-    /// Broker sessions turn sequential and bitmap scans off: every broker statement is written for
-    /// an ordered index scan or primary-key lookups. A queue table analyzed while it was empty but
-    /// still holding its pages has statistics of "0 tuples per page", so the planner estimates 0
-    /// rows however large the queue grows and picks a plan that reads and sorts the whole queue on
-    /// every receive, until the next ANALYZE (measured here: 20 ms instead of 0.1 ms per receive at
-    /// 20k messages; 0.8–1.2k instead of 9–10k messages/s in the benchmark).
+    /// Broker sessions turn sequential and bitmap scans off and always plan with the actual
+    /// parameter values: every broker statement is written for an ordered index scan or primary-key
+    /// lookups, and the planner otherwise leaves them in two ways. A queue table analyzed while it
+    /// was empty but still holding its pages has statistics of "0 tuples per page", so the planner
+    /// estimates 0 rows however large the queue grows and reads and sorts the whole queue on every
+    /// receive until the next ANALYZE (measured here: 20 ms instead of 0.1 ms per receive at 20k
+    /// messages). And after five executions a prepared statement may switch to a generic plan that
+    /// cannot see `LIMIT $n` and keeps a whole-queue plan for the life of the connection. Either
+    /// showed as runs of 0.8–1.8k instead of 9–11k messages/s in `exchanger bench broker`.
     public var postgres: PostgresConfiguration = {
         var configuration = PostgresConfiguration()
-        configuration.sessionParameters = [("enable_seqscan", "off"), ("enable_bitmapscan", "off")]
+        configuration.sessionParameters = [("enable_seqscan", "off"), ("enable_bitmapscan", "off"), ("plan_cache_mode", "force_custom_plan")]
         return configuration
     }()
     /// A long-polling receiver looks at its queue at least this often even without a notification (≤ 1 s).
