@@ -65,31 +65,6 @@ final class PostgresBroker: BrokerBackend {
         exchange_id, program, sealed, (extract(epoch FROM created_at) * 1000)::bigint AS created_ms
         """
 
-    static func queueInfo(_ row: SQLRow) throws -> QueueInfo {
-        QueueInfo(
-            name: try row.require("name") { $0.string },
-            attributes: QueueAttributes(
-                visibilityTimeout: .milliseconds(try row.require("visibility_timeout_ms") { $0.int64 }),
-                maxReceiveCount: try row.require("max_receive_count") { $0.int },
-                deadLetterQueue: row["dead_letter_queue"].string,
-                delay: .milliseconds(try row.require("delay_ms") { $0.int64 }),
-                retention: .milliseconds(try row.require("retention_ms") { $0.int64 }),
-                maxMessageBytes: try row.require("max_message_bytes") { $0.int },
-                exchangeID: row["exchange_id"].string,
-                program: row["program"].string),
-            sealed: row["sealed"].bool ?? false,
-            createdAtMilliseconds: row["created_ms"].int64 ?? 0)
-    }
-
-    static func binds(_ attributes: QueueAttributes) -> [SQLValue] {
-        [
-            .integer(attributes.visibilityTimeout.milliseconds), SQLValue(attributes.maxReceiveCount),
-            SQLValue(attributes.deadLetterQueue), .integer(attributes.delay.milliseconds),
-            .integer(attributes.retention.milliseconds), SQLValue(attributes.maxMessageBytes),
-            SQLValue(attributes.exchangeID), SQLValue(attributes.program),
-        ]
-    }
-
     /// Throws when the attributes name a dead-letter queue that does not exist (and keeps it from
     /// being deleted until the transaction ends).
     static func requireDeadLetterQueue(_ connection: isolated PostgresConnection, _ attributes: QueueAttributes) throws {
@@ -109,12 +84,12 @@ final class PostgresBroker: BrokerBackend {
                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                     ON CONFLICT (name) DO NOTHING
                     RETURNING \(Self.queueColumns)
-                    """, [.text(name)] + Self.binds(attributes))
-                if let row = inserted.first { return try Self.queueInfo(row) }
+                    """, [.text(name)] + BrokerRow.binds(attributes))
+                if let row = inserted.first { return try BrokerRow.queueInfo(row) }
                 guard let row = try connection.query("SELECT \(Self.queueColumns) FROM broker_queues WHERE name = $1", [.text(name)]).first else {
                     throw BrokerError(.queueNotFound, "queue '\(name)' vanished while being created; try again")
                 }
-                let existing = try Self.queueInfo(row)
+                let existing = try BrokerRow.queueInfo(row)
                 guard existing.attributes == attributes else {
                     throw BrokerError(.queueAlreadyExists, "queue '\(name)' already exists with different attributes")
                 }
@@ -125,7 +100,7 @@ final class PostgresBroker: BrokerBackend {
 
     func queue(named name: String) async throws -> QueueInfo? {
         try await pool.withConnection { connection in
-            try await connection.query("SELECT \(Self.queueColumns) FROM broker_queues WHERE name = $1", [.text(name)]).first.map(Self.queueInfo)
+            try await connection.query("SELECT \(Self.queueColumns) FROM broker_queues WHERE name = $1", [.text(name)]).first.map(BrokerRow.queueInfo)
         }
     }
 
@@ -137,7 +112,7 @@ final class PostgresBroker: BrokerBackend {
                   AND ($2::text IS NULL OR exchange_id = $2::text)
                   AND ($3::text IS NULL OR program = $3::text)
                 ORDER BY name
-                """, [SQLValue(filter.namePrefix), SQLValue(filter.exchangeID), SQLValue(filter.program)]).map(Self.queueInfo)
+                """, [SQLValue(filter.namePrefix), SQLValue(filter.exchangeID), SQLValue(filter.program)]).map(BrokerRow.queueInfo)
         }
     }
 
@@ -150,9 +125,9 @@ final class PostgresBroker: BrokerBackend {
                         delay_ms = $5, retention_ms = $6, max_message_bytes = $7, exchange_id = $8, program = $9, updated_at = now()
                     WHERE name = $1
                     RETURNING \(Self.queueColumns)
-                    """, [.text(name)] + Self.binds(attributes)).first
+                    """, [.text(name)] + BrokerRow.binds(attributes)).first
                 else { throw BrokerError(.queueNotFound, "queue '\(name)' does not exist") }
-                return try Self.queueInfo(row)
+                return try BrokerRow.queueInfo(row)
             }
         }
     }
@@ -236,15 +211,7 @@ final class PostgresBroker: BrokerBackend {
                 FROM broker_messages m WHERE m.queue_id = q.id AND m.visible_at > now()) h
             WHERE $1::text[] IS NULL OR q.name = ANY($1::text[])
             """, [names.map { PostgresArray.text($0) } ?? .null])
-        var result: [String: QueueCounters] = [:]
-        for row in rows {
-            guard let name = row["name"].string else { continue }
-            let total = row["total"].int ?? 0
-            let inFlight = row["in_flight"].int ?? 0
-            let delayed = row["delayed"].int ?? 0
-            result[name] = QueueCounters(visible: max(0, total - inFlight - delayed), inFlight: inFlight, delayed: delayed)
-        }
-        return result
+        return BrokerRow.counters(rows)
     }
 
     // MARK: Receive
@@ -320,24 +287,11 @@ final class PostgresBroker: BrokerBackend {
             for handle in (rows.first?["acked"].string ?? "").split(separator: ",") {
                 if let receipt = try? ReceiptHandle(String(handle)) { acknowledged.insert(receipt) }
             }
-            let messages = try rows.filter { !$0["id"].isNull }.map { try Self.message($0, queue: queue) }
+            let messages = try rows.filter { !$0["id"].isNull }.map { row in
+                try BrokerRow.message(row, queue: queue, receiptToken: ReceiptHandle.token(fromUUID: try row.require("receipt") { $0.string }))
+            }
             return (messages, acknowledged)
         }
-    }
-
-    static func message(_ row: SQLRow, queue: String) throws -> ReceivedMessage {
-        let receipt = try row.require("receipt") { $0.string }
-        return ReceivedMessage(
-            queue: queue,
-            messageID: try row.require("message_id") { $0.string },
-            body: try row.require("body") { $0.string },
-            attributes: AttributeCoding.decode(row["attributes"]),
-            receipt: ReceiptHandle(rowID: try row.require("id") { $0.int64 }, token: ReceiptHandle.token(fromUUID: receipt)),
-            receiveCount: row["receive_count"].int ?? 1,
-            sentAtMilliseconds: row["sent_ms"].int64 ?? 0,
-            firstReceivedAtMilliseconds: row["first_received_ms"].int64 ?? 0,
-            eventID: row["event_id"].string,
-            sourceQueue: row["source_queue"].string)
     }
 
     func redrive(from dlq: String, to target: String?, limit: Int) async throws -> [String] {
@@ -415,11 +369,7 @@ final class PostgresBroker: BrokerBackend {
                 SELECT s.id, s.topic, q.name AS queue, s.filter_policy FROM broker_subscriptions s JOIN broker_queues q ON q.id = s.queue_id
                 WHERE ($1::text IS NULL OR s.topic = $1::text) AND ($2::text IS NULL OR q.name = $2::text)
                 ORDER BY s.id
-                """, [SQLValue(topic), SQLValue(queue)]).map { row in
-                Subscription(
-                    id: try row.require("id") { $0.int64 }, topic: try row.require("topic") { $0.string },
-                    queue: try row.require("queue") { $0.string }, filterPolicy: row["filter_policy"].string)
-            }
+                """, [SQLValue(topic), SQLValue(queue)]).map(BrokerRow.subscription)
         }
     }
 

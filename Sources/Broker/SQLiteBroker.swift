@@ -84,7 +84,7 @@ final class SQLiteBroker: BrokerBackend {
         try await write { connection in
             try Self.requireDeadLetterQueue(connection, attributes)
             if let row = try connection.query("SELECT \(Self.queueColumns) FROM broker_queues WHERE name = ?", [.text(name)]).first {
-                let existing = try PostgresBroker.queueInfo(row)
+                let existing = try BrokerRow.queueInfo(row)
                 guard existing.attributes == attributes else {
                     throw BrokerError(.queueAlreadyExists, "queue '\(name)' already exists with different attributes")
                 }
@@ -96,16 +96,16 @@ final class SQLiteBroker: BrokerBackend {
                     retention_ms, max_message_bytes, exchange_id, program, created_at, updated_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 RETURNING \(Self.queueColumns)
-                """, [.text(name)] + PostgresBroker.binds(attributes) + [.integer(now), .integer(now)]).first
+                """, [.text(name)] + BrokerRow.binds(attributes) + [.integer(now), .integer(now)]).first
             try connection.query("INSERT OR IGNORE INTO broker_queue_stats (queue_id, messages) SELECT id, 0 FROM broker_queues WHERE name = ?", [.text(name)])
             guard let row else { throw BrokerError(.queueNotFound, "queue '\(name)' was not created") }
-            return try PostgresBroker.queueInfo(row)
+            return try BrokerRow.queueInfo(row)
         }
     }
 
     func queue(named name: String) async throws -> QueueInfo? {
         try await pool.withConnection { connection in
-            try await connection.query("SELECT \(Self.queueColumns) FROM broker_queues WHERE name = ?", [.text(name)]).first.map(PostgresBroker.queueInfo)
+            try await connection.query("SELECT \(Self.queueColumns) FROM broker_queues WHERE name = ?", [.text(name)]).first.map(BrokerRow.queueInfo)
         }
     }
 
@@ -117,7 +117,7 @@ final class SQLiteBroker: BrokerBackend {
                   AND (?2 IS NULL OR exchange_id = ?2)
                   AND (?3 IS NULL OR program = ?3)
                 ORDER BY name
-                """, [SQLValue(filter.namePrefix), SQLValue(filter.exchangeID), SQLValue(filter.program)]).map(PostgresBroker.queueInfo)
+                """, [SQLValue(filter.namePrefix), SQLValue(filter.exchangeID), SQLValue(filter.program)]).map(BrokerRow.queueInfo)
         }
     }
 
@@ -129,9 +129,9 @@ final class SQLiteBroker: BrokerBackend {
                     retention_ms = ?6, max_message_bytes = ?7, exchange_id = ?8, program = ?9, updated_at = ?10
                 WHERE name = ?1
                 RETURNING \(Self.queueColumns)
-                """, [.text(name)] + PostgresBroker.binds(attributes) + [.integer(Self.nowMs)]).first
+                """, [.text(name)] + BrokerRow.binds(attributes) + [.integer(Self.nowMs)]).first
             else { throw BrokerError(.queueNotFound, "queue '\(name)' does not exist") }
-            return try PostgresBroker.queueInfo(row)
+            return try BrokerRow.queueInfo(row)
         }
     }
 
@@ -195,15 +195,7 @@ final class SQLiteBroker: BrokerBackend {
             FROM broker_queues q LEFT JOIN broker_queue_stats s ON s.queue_id = q.id
             WHERE ?2 IS NULL OR q.name IN (SELECT value FROM json_each(?2))
             """, [.integer(nowMs), names.map { .text(Self.jsonArray($0)) } ?? .null])
-        var result: [String: QueueCounters] = [:]
-        for row in rows {
-            guard let name = row["name"].string else { continue }
-            let total = row["total"].int ?? 0
-            let inFlight = row["in_flight"].int ?? 0
-            let delayed = row["delayed"].int ?? 0
-            result[name] = QueueCounters(visible: max(0, total - inFlight - delayed), inFlight: inFlight, delayed: delayed)
-        }
-        return result
+        return BrokerRow.counters(rows)
     }
 
     static func jsonArray(_ values: [String]) -> String {
@@ -271,17 +263,7 @@ final class SQLiteBroker: BrokerBackend {
                     """, [.integer(now + timeout), .integer(now), .text(Self.jsonArray(live))])
                 let order = Dictionary(uniqueKeysWithValues: live.enumerated().map { ($1, $0) })
                 let messages = try rows.sorted { (order[$0["id"].int64 ?? 0] ?? 0) < (order[$1["id"].int64 ?? 0] ?? 0) }.map { row in
-                    ReceivedMessage(
-                        queue: queue,
-                        messageID: try row.require("message_id") { $0.string },
-                        body: try row.require("body") { $0.string },
-                        attributes: AttributeCoding.decode(row["attributes"]),
-                        receipt: ReceiptHandle(rowID: try row.require("id") { $0.int64 }, token: try row.require("receipt") { $0.string }),
-                        receiveCount: row["receive_count"].int ?? 1,
-                        sentAtMilliseconds: row["sent_ms"].int64 ?? 0,
-                        firstReceivedAtMilliseconds: row["first_received_ms"].int64 ?? 0,
-                        eventID: row["event_id"].string,
-                        sourceQueue: row["source_queue"].string)
+                    try BrokerRow.message(row, queue: queue, receiptToken: try row.require("receipt") { $0.string })
                 }
                 return (messages, acknowledged)
             }
@@ -349,11 +331,7 @@ final class SQLiteBroker: BrokerBackend {
                 SELECT s.id, s.topic, q.name AS queue, s.filter_policy FROM broker_subscriptions s JOIN broker_queues q ON q.id = s.queue_id
                 WHERE (?1 IS NULL OR s.topic = ?1) AND (?2 IS NULL OR q.name = ?2)
                 ORDER BY s.id
-                """, [SQLValue(topic), SQLValue(queue)]).map { row in
-                Subscription(
-                    id: try row.require("id") { $0.int64 }, topic: try row.require("topic") { $0.string },
-                    queue: try row.require("queue") { $0.string }, filterPolicy: row["filter_policy"].string)
-            }
+                """, [SQLValue(topic), SQLValue(queue)]).map(BrokerRow.subscription)
         }
     }
 
