@@ -29,11 +29,13 @@ let package = Package(
             providers: [.apt(["libsqlite3-dev"]), .brew(["sqlite"])]
         ),
 
-        // Shared database vocabulary: values, rows, errors, the per-connection thread executor, pools.
-        .target(name: "DatabaseSupport", swiftSettings: strict),
+        // Threads for blocking work (the per-connection executor, runBlocking) and small locks.
+        .target(name: "ConcurrencySupport", swiftSettings: strict),
+        // Shared database vocabulary: values, rows, errors, the connection pool.
+        .target(name: "DatabaseSupport", dependencies: ["ConcurrencySupport"], swiftSettings: strict),
         // Thin, safe wrappers over libpq and SQLite; every connection runs on its own thread.
-        .target(name: "PostgresClient", dependencies: ["CLibPQ", "DatabaseSupport"], swiftSettings: strict),
-        .target(name: "SQLiteClient", dependencies: ["CSQLite", "DatabaseSupport"], swiftSettings: strict),
+        .target(name: "PostgresClient", dependencies: ["CLibPQ", "ConcurrencySupport", "DatabaseSupport"], swiftSettings: strict),
+        .target(name: "SQLiteClient", dependencies: ["CSQLite", "ConcurrencySupport", "DatabaseSupport"], swiftSettings: strict),
         // swift-log handler writing JSON lines.
         .target(
             name: "ExchangerLogging",
@@ -41,13 +43,13 @@ let package = Package(
             swiftSettings: strict
         ),
         // posix_spawn-based child processes (benchmarks, tests, later the supervisor).
-        .target(name: "ProcessSupport", swiftSettings: strict),
+        .target(name: "ProcessSupport", dependencies: ["ConcurrencySupport"], swiftSettings: strict),
 
         // The broker: SQS/SNS semantics over PostgreSQL or SQLite.
         .target(
             name: "Broker",
             dependencies: [
-                "DatabaseSupport", "PostgresClient", "SQLiteClient",
+                "ConcurrencySupport", "DatabaseSupport", "PostgresClient", "SQLiteClient",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -67,12 +69,12 @@ let package = Package(
 
         .testTarget(
             name: "DatabaseTests",
-            dependencies: ["DatabaseSupport", "PostgresClient", "SQLiteClient", "ProcessSupport"],
+            dependencies: ["ConcurrencySupport", "DatabaseSupport", "PostgresClient", "SQLiteClient", "ProcessSupport"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "BrokerTests",
-            dependencies: ["Broker", "DatabaseSupport", "PostgresClient", "ProcessSupport", "exchanger"],
+            dependencies: ["Broker", "ConcurrencySupport", "DatabaseSupport", "PostgresClient", "ProcessSupport", "exchanger"],
             swiftSettings: strict
         ),
     ],

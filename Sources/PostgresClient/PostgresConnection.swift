@@ -1,3 +1,4 @@
+import ConcurrencySupport
 import CLibPQ
 import DatabaseSupport
 import Foundation

@@ -1,3 +1,4 @@
+import ConcurrencySupport
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -102,7 +103,7 @@ public final class ChildProcess: @unchecked Sendable {
     public func wait() async throws -> Int32 {
         if let status = lock.withLock({ exitStatus }) { return status }
         let pid = self.pid
-        let status = try await runBlocking {
+        let status = try await runBlocking(name: "waitpid") {
             var raw: Int32 = 0
             while waitpid(pid, &raw, 0) < 0 {
                 guard errno == EINTR else { throw ChildProcessError(message: "waitpid: \(String(cString: strerror(errno)))") }
@@ -117,7 +118,7 @@ public final class ChildProcess: @unchecked Sendable {
     /// Reads the child's standard output to end of file.
     public func readAll() async throws -> String {
         guard let fd = stdoutFD else { return "" }
-        let bytes: [UInt8] = try await runBlocking {
+        let bytes: [UInt8] = try await runBlocking(name: "child-stdout") {
             var collected: [UInt8] = []
             var buffer = [UInt8](repeating: 0, count: 65536)
             while true {
@@ -136,6 +137,7 @@ public final class ChildProcess: @unchecked Sendable {
         guard let fd = stdoutFD else { return AsyncThrowingStream { $0.finish() } }
         return AsyncThrowingStream { continuation in
             let thread = Thread {
+                nameCurrentThread("child-stdout")
                 var pending: [UInt8] = []
                 var buffer = [UInt8](repeating: 0, count: 65536)
                 while true {
@@ -151,7 +153,6 @@ public final class ChildProcess: @unchecked Sendable {
                 if !pending.isEmpty { continuation.yield(String(decoding: pending, as: UTF8.self)) }
                 continuation.finish()
             }
-            thread.name = "child-stdout"
             thread.start()
         }
     }
@@ -178,14 +179,4 @@ private func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeM
         pointers.deallocate()
     }
     return body(pointers)
-}
-
-/// Runs a blocking closure on a fresh thread (never on Swift's cooperative pool).
-func runBlocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-        let thread = Thread {
-            do { continuation.resume(returning: try body()) } catch { continuation.resume(throwing: error) }
-        }
-        thread.start()
-    }
 }

@@ -1,3 +1,4 @@
+import ConcurrencySupport
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -46,13 +47,13 @@ public enum ProcessSignals {
             sigaction(signal, &action, nil)
         }
         let thread = Thread {
+            nameCurrentThread("signals")
             var byte: UInt8 = 0
             while true {
                 let count = read(readEnd, &byte, 1)
                 if count == 1 { deliver(Int32(byte)) } else if count < 0 && errno == EINTR { continue } else if count <= 0 { return }
             }
         }
-        thread.name = "signals"
         thread.start()
     }
 

@@ -1,3 +1,4 @@
+import ConcurrencySupport
 import CSQLite
 import DatabaseSupport
 import Foundation

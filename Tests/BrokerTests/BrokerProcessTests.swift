@@ -1,3 +1,4 @@
+import ConcurrencySupport
 import Broker
 import DatabaseSupport
 import Foundation

@@ -1,3 +1,4 @@
+import ConcurrencySupport
 import DatabaseSupport
 import Foundation
 import Testing
