@@ -264,7 +264,7 @@ public final class Broker: Sendable {
         if let visibilityTimeout, visibilityTimeout < .zero || visibilityTimeout > QueueAttributes.maxVisibilityTimeout {
             throw BrokerError(.invalidAttribute, "visibility timeout must be between 0 s and 12 h, not \(visibilityTimeout)")
         }
-        if closed.withLock({ $0 }) { throw BrokerError(.closed, "the broker is closed") }
+        try ensureOpen()
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: wait)
         var pending = receipts
@@ -459,13 +459,17 @@ public final class Broker: Sendable {
     }
 
     func withSession<T: Sendable>(transactional: Bool, _ body: @Sendable (any BrokerSession) async throws -> T) async throws -> T {
-        if closed.withLock({ $0 }) { throw BrokerError(.closed, "the broker is closed") }
+        try ensureOpen()
         let maxBatch = configuration.maxReceiveBatch
         return try await translatingErrors {
             try await backend.withSession(transactional: transactional) { session in
                 try await body(ValidatingSession(inner: session, maxBatch: maxBatch))
             }
         }
+    }
+
+    private func ensureOpen() throws(BrokerError) {
+        if closed.withLock({ $0 }) { throw BrokerError(.closed, "the broker is closed") }
     }
 
     private func startWakeupsIfNeeded() {

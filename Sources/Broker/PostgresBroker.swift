@@ -265,7 +265,7 @@ final class PostgresBroker: BrokerBackend {
             WHERE m.id = due.id AND NOT (q.dlq_id IS NOT NULL AND due.receive_count >= q.max_receive_count)
             RETURNING m.*
         )
-        SELECT \(messageColumns), (SELECT count(*) FROM moved) AS dead_lettered,
+        SELECT \(messageColumns),
             (SELECT string_agg(a.id::text || '.' || replace(a.receipt::text, '-', ''), ',') FROM acked a) AS acked,
             (SELECT count(*) FROM q) AS queues
         FROM (SELECT 1) AS one LEFT JOIN m ON true
