@@ -13,6 +13,7 @@ enum BrokerSchema {
 
     static let migrations: [Migration] = [
         Migration(version: 1, name: "broker", postgres: postgresV1, sqlite: sqliteV1),
+        Migration(version: 2, name: "dead letters, event log by job and type", postgres: postgresV2, sqlite: sqliteV2),
     ]
 
     static let postgresV1 = #"""
@@ -176,5 +177,68 @@ enum BrokerSchema {
         published_at INTEGER NOT NULL
     );
     CREATE INDEX broker_events_published ON broker_events (published_at);
+    """#
+
+    // MARK: Version 2
+
+    /// Dead letters recorded by `exchanger-dlq` for inspection and redrive (one row per original
+    /// message id, so a dead letter delivered twice is recorded once), and an index on the event
+    /// log for progress queries by job and event type. Attributes are stored in the
+    /// `MessageAttributeValue` form `{"name": {"type": "String", "value": "…"}}`.
+    static let postgresV2 = #"""
+    CREATE TABLE exchanger_dead_letters (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        message_id text NOT NULL UNIQUE,
+        queue text NOT NULL,
+        program text NULL,
+        exchange_id text NULL,
+        job_id text NULL,
+        case_id bigint NULL,
+        source_case_id bigint NULL,
+        batch_id bigint NULL,
+        document_id bigint NULL,
+        body text NOT NULL,
+        attributes text NULL,
+        receive_count integer NOT NULL DEFAULT 0,
+        error text NOT NULL,
+        reason text NOT NULL,
+        failed_at timestamptz NOT NULL,
+        recorded_at timestamptz NOT NULL DEFAULT now(),
+        redriven_at timestamptz NULL,
+        redrive_count integer NOT NULL DEFAULT 0
+    );
+    CREATE INDEX exchanger_dead_letters_job ON exchanger_dead_letters (job_id);
+    CREATE INDEX exchanger_dead_letters_queue ON exchanger_dead_letters (queue);
+
+    CREATE INDEX broker_events_job_type ON broker_events ((attributes->'jobId'->>'value'), (attributes->'eventType'->>'value'));
+    """#
+
+    static let sqliteV2 = #"""
+    CREATE TABLE exchanger_dead_letters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id TEXT NOT NULL UNIQUE,
+        queue TEXT NOT NULL,
+        program TEXT NULL,
+        exchange_id TEXT NULL,
+        job_id TEXT NULL,
+        case_id INTEGER NULL,
+        source_case_id INTEGER NULL,
+        batch_id INTEGER NULL,
+        document_id INTEGER NULL,
+        body TEXT NOT NULL,
+        attributes TEXT NULL,
+        receive_count INTEGER NOT NULL DEFAULT 0,
+        error TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        failed_at INTEGER NOT NULL,
+        recorded_at INTEGER NOT NULL,
+        redriven_at INTEGER NULL,
+        redrive_count INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX exchanger_dead_letters_job ON exchanger_dead_letters (job_id);
+    CREATE INDEX exchanger_dead_letters_queue ON exchanger_dead_letters (queue);
+
+    CREATE INDEX broker_events_job_type ON broker_events
+        (json_extract(attributes, '$.jobId.value'), json_extract(attributes, '$.eventType.value'));
     """#
 }
