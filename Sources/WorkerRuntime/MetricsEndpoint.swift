@@ -1,0 +1,88 @@
+import Logging
+import Metrics
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Prometheus
+
+/// A tiny HTTP server for `GET /metrics` (Prometheus text format) and `GET /healthz`, started
+/// when a process is given a metrics port.
+public final class MetricsEndpoint: Sendable {
+    /// The registry every instrument of this process reports to.
+    public let registry: PrometheusCollectorRegistry
+    private let channel: any Channel
+    /// The port actually bound (useful with port 0).
+    public let port: Int
+
+    /// Bootstraps swift-metrics with a Prometheus factory (once per process) and listens on
+    /// `host:port`.
+    public static func start(host: String = "0.0.0.0", port: Int, logger: Logger) async throws -> MetricsEndpoint {
+        let registry = PrometheusSetup.registry
+        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 64)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.pipeline.configureHTTPServerPipeline().flatMap {
+                    channel.pipeline.addHandler(MetricsHTTPHandler(registry: registry))
+                }
+            }
+        let channel = try await bootstrap.bind(host: host, port: port).get()
+        let bound = channel.localAddress?.port ?? port
+        logger.info("metrics endpoint listening", metadata: ["port": "\(bound)"])
+        return MetricsEndpoint(registry: registry, channel: channel, port: bound)
+    }
+
+    private init(registry: PrometheusCollectorRegistry, channel: any Channel, port: Int) {
+        self.registry = registry
+        self.channel = channel
+        self.port = port
+    }
+
+    public func close() async {
+        try? await channel.close()
+    }
+}
+
+/// The process-wide registry; swift-metrics is bootstrapped with it on first use.
+public enum PrometheusSetup {
+    public static let registry: PrometheusCollectorRegistry = {
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        return registry
+    }()
+}
+
+private final class MetricsHTTPHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    let registry: PrometheusCollectorRegistry
+    init(registry: PrometheusCollectorRegistry) { self.registry = registry }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .head(let head) = unwrapInboundIn(data) else { return }
+        let status: HTTPResponseStatus
+        let body: [UInt8]
+        var contentType = "text/plain; charset=utf-8"
+        switch (head.method, head.uri.split(separator: "?").first.map(String.init) ?? head.uri) {
+        case (.GET, "/metrics"):
+            status = .ok
+            body = registry.emitToBuffer()
+            contentType = "text/plain; version=0.0.4; charset=utf-8"
+        case (.GET, "/healthz"):
+            status = .ok
+            body = Array("ok\n".utf8)
+        default:
+            status = .notFound
+            body = Array("not found\n".utf8)
+        }
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: contentType)
+        headers.add(name: "Content-Length", value: String(body.count))
+        headers.add(name: "Connection", value: "close")
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in bound.value.close(promise: nil) }
+    }
+}

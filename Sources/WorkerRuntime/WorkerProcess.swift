@@ -1,0 +1,110 @@
+import Broker
+import ExchangerLogging
+import Foundation
+import Logging
+import ObjectStorage
+import ProcessSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a processor's handler is built from.
+public struct WorkerContext: Sendable {
+    public var broker: Broker
+    public var stager: PayloadStager
+    public var logger: Logger
+    public var environment: [String: String]
+}
+
+/// The `main` of every worker executable: JSON logs on stdout, the broker, the staging store,
+/// an optional Prometheus endpoint, broker maintenance, SIGTERM/SIGINT → drain and exit 0.
+public enum WorkerProcess {
+    /// Runs a worker until it is told to stop.
+    /// - Parameters:
+    ///   - executable: the executable's name for logs (`exchanger-s3-copy`).
+    ///   - program: the program name of its queues (`s3-copy`).
+    ///   - defaultQueue: the queue a global processor serves when neither `--queue` nor `--program` is given.
+    ///   - prepare: runs once after connecting (ensure global queues and subscriptions exist).
+    ///   - makeHandler: builds the handler.
+    public static func run(
+        executable: String, program: String, options: WorkerOptions, defaultQueue: String? = nil,
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        prepare: @Sendable (WorkerContext) async throws -> Void = { _ in },
+        makeHandler: @Sendable (WorkerContext) async throws -> any MessageHandler
+    ) async throws {
+        JSONLogHandler.bootstrapProcess(program: executable)
+        let logger = Logger(label: "exchanger.\(program)")
+        let configuration = try options.configuration(program: program, defaultQueue: defaultQueue, environment)
+        ProcessSignals.install()
+        let signals = ProcessSignals.events()
+
+        let metricsEndpoint: MetricsEndpoint?
+        if let port = try options.metricsPort(environment) {
+            metricsEndpoint = try await MetricsEndpoint.start(port: port, logger: logger)
+        } else {
+            metricsEndpoint = nil
+        }
+
+        let broker = try await Broker.connect(url: try options.databaseURL(environment), logger: logger)
+        var stagingStore: (any ObjectStore)?
+        if let url = options.stagingStoreURL(environment) {
+            stagingStore = try await ObjectStorage.open(url, environment: environment, logger: logger)
+        }
+        let context = WorkerContext(broker: broker, stager: PayloadStager(store: stagingStore), logger: logger, environment: environment)
+        var handler: (any MessageHandler)?
+        do {
+            try await prepare(context)
+            let made = try await makeHandler(context)
+            handler = made
+            let worker = Worker(broker: broker, handler: made, configuration: configuration, stager: context.stager, logger: logger)
+            let maintenance = Task { await broker.runMaintenance() }
+            let signalWatcher = Task {
+                for await signal in signals where signal == SIGTERM || signal == SIGINT {
+                    logger.info("stop requested; finishing the batch in hand", metadata: ["signal": "\(signal)"])
+                    worker.requestStop()
+                }
+            }
+            try await worker.run()
+            signalWatcher.cancel()
+            maintenance.cancel()
+            _ = await maintenance.value
+            await made.shutdown()
+        } catch {
+            logger.critical("worker failed", metadata: ["error": "\(error)"])
+            await handler?.shutdown()
+            try? await stagingStore?.shutdown()
+            await broker.close()
+            await metricsEndpoint?.close()
+            throw error
+        }
+        try? await stagingStore?.shutdown()
+        await broker.close()
+        await metricsEndpoint?.close()
+    }
+}
+
+extension JSONLogHandler {
+    private static let processBootstrap = LockedBoxFlag()
+
+    /// Bootstraps JSON logging on stdout once per process.
+    public static func bootstrapProcess(program: String) {
+        guard processBootstrap.set() else { return }
+        bootstrap(program: program, stream: .standardOutput)
+    }
+}
+
+import ConcurrencySupport
+
+/// A flag that is set once.
+final class LockedBoxFlag: Sendable {
+    private let box = LockedBox(false)
+    /// Sets the flag; true the first time only.
+    func set() -> Bool {
+        box.withLock { value in
+            if value { return false }
+            value = true
+            return true
+        }
+    }
+}

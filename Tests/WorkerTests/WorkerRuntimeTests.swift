@@ -1,0 +1,218 @@
+import Broker
+import ConcurrencySupport
+import ExchangerEvents
+import Foundation
+import Logging
+import ObjectStorage
+import Testing
+@testable import WorkerRuntime
+
+/// What the scripted handler does with a message, by its body's `mode`.
+struct Script: Codable {
+    var n: Int
+    var mode: String
+    var pad: String?
+}
+
+/// A handler whose behaviour the message body chooses; counts attempts per message.
+final class ScriptedHandler: MessageHandler {
+    let attempts = LockedBox([Int: Int]())
+    let bodies = LockedBox([Int: String]())
+    let next: String?
+    let slow: Duration
+
+    init(next: String? = nil, slow: Duration = .seconds(1)) {
+        self.next = next
+        self.slow = slow
+    }
+
+    func attemptsOf(_ n: Int) -> Int { attempts.withLock { $0[n] ?? 0 } }
+
+    func handle(_ message: WorkerMessage) async throws -> HandlerOutcome {
+        let script = try EventCoding.decode(Script.self, from: message.body)
+        let attempt = attempts.withLock { counts -> Int in
+            counts[script.n, default: 0] += 1
+            return counts[script.n] ?? 0
+        }
+        bodies.withLock { $0[script.n] = message.body }
+        let event = try EventEnvelope(type: .documentCopied, source: "test", jobID: "job", documentID: Int64(script.n), detail: ExchangeStatusDetail())
+        var messages: [QueuedMessage] = []
+        if let next {
+            let body = script.mode == "big-output" ? String(repeating: "y", count: 3000) : "{\"n\":\(script.n)}"
+            messages.append(QueuedMessage(queue: next, OutgoingMessage(body: body)))
+        }
+        switch script.mode {
+        case "permanent": throw WorkerError.permanent("poison \(script.n)")
+        case "silent": throw WorkerError.silent("done before")
+        case "recoverable-once" where attempt == 1: throw WorkerError.recoverable("flaky \(script.n)")
+        case "recoverable-always": throw WorkerError.recoverable("always down \(script.n)")
+        case "garbage-in-handler": _ = try DocumentTask.decode("not json")
+        case "slow": try await Task.sleep(for: slow)
+        default: break
+        }
+        return .success(Effects(events: [event], messages: messages))
+    }
+}
+
+func script(_ n: Int, _ mode: String, pad: Int = 0) throws -> OutgoingMessage {
+    OutgoingMessage(body: try EventCoding.string(Script(n: n, mode: mode, pad: pad > 0 ? String(repeating: "x", count: pad) : nil)))
+}
+
+/// Event ids and types in the broker's event log.
+func eventLog(_ broker: Broker) async throws -> [(id: String, type: String)] {
+    let rows = try await broker.transaction { tx in try await tx.query("SELECT event_id, body FROM broker_events ORDER BY seq") }
+    return try rows.map { row in
+        let body = try row.require("body", \.string)
+        return (try row.require("event_id", \.string), try EventEnvelope.decode(body).eventType.rawValue)
+    }
+}
+
+func testConfiguration(_ queue: String, batch: Int = 20, concurrency: Int = 4) -> WorkerConfiguration {
+    var configuration = WorkerConfiguration(source: .queue(queue), program: "test")
+    configuration.batchSize = batch
+    configuration.concurrency = concurrency
+    configuration.wait = .milliseconds(200)
+    configuration.backoff = RetryBackoff(base: .milliseconds(200), cap: .milliseconds(400), minimum: .milliseconds(100))
+    return configuration
+}
+
+/// Runs `worker` in the background until `condition` holds, then stops it and waits for it.
+func runWorker(_ worker: Worker, until condition: @escaping @Sendable () async throws -> Bool, timeout: Duration = .seconds(20)) async throws -> Bool {
+    let running = Task { try await worker.run() }
+    let held = try await eventually(timeout: timeout, condition)
+    worker.requestStop()
+    try await running.value
+    return held
+}
+
+@Suite(.serialized) struct WorkerRuntimeTests {
+    @Test(arguments: Backend.allCases)
+    func everyMessageEndsItsOwnWayAndNeighboursAreUnaffected(_ backend: Backend) async throws {
+        try await withTestBroker(backend) { broker, _ in
+            try await broker.createQueue("work-dlq")
+            try await broker.createQueue("next")
+            try await broker.createQueue("work", attributes: QueueAttributes(visibilityTimeout: .seconds(5), maxReceiveCount: 3, deadLetterQueue: "work-dlq"))
+            var messages = try (0..<10).map { try script($0, "ok") }
+            messages += [try script(100, "permanent"), try script(101, "silent"), try script(102, "recoverable-once"),
+                         try script(103, "recoverable-always"), try script(104, "garbage-in-handler"), OutgoingMessage(body: "not json at all")]
+            _ = try await broker.sendBatch("work", messages)
+
+            let handler = ScriptedHandler(next: "next")
+            let worker = Worker(broker: broker, handler: handler, configuration: testConfiguration("work"), stager: PayloadStager(store: nil), logger: Logger(label: "test"))
+            let settled = try await runWorker(worker) {
+                let counters = try await broker.counters(["work", "next", "work-dlq"])
+                return counters["work"]?.total == 0 && counters["next"]?.visible == 11 && counters["work-dlq"]?.visible == 4
+            }
+            #expect(settled)
+            #expect(handler.attemptsOf(102) == 2, "recovered on the second attempt")
+            #expect(handler.attemptsOf(103) == 3, "retried up to the max receive count")
+            #expect(handler.attemptsOf(100) == 1, "permanent errors are not retried")
+            #expect(handler.attemptsOf(104) == 1)
+
+            let dead = try await broker.drain("work-dlq", count: 4)
+            let letters = try dead.map { try EventCoding.decode(DeadLetterEnvelope.self, from: $0.body) }
+            #expect(dead.allSatisfy { $0.attributes[DeadLetterEnvelope.attributeName] != nil })
+            let byReason = Dictionary(grouping: letters, by: \.reason)
+            #expect(byReason["permanent"]?.count == 3, "poison, garbage body, garbage in the handler")
+            #expect(byReason["retriesExhausted"]?.count == 1)
+            #expect(byReason["retriesExhausted"]?.first?.receiveCount == 3)
+            #expect(byReason["retriesExhausted"]?.first?.error.contains("always down 103") == true)
+            #expect(letters.allSatisfy { $0.queue == "work" })
+            #expect(letters.contains { $0.body == "not json at all" })
+
+            // 10 ok + the recovered one; the silent one publishes nothing.
+            let log = try await eventLog(broker)
+            #expect(log.count == 11)
+            #expect(Set(log.map(\.id)).count == log.count, "every event once")
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func aSlowHandlerKeepsItsLease(_ backend: Backend) async throws {
+        try await withTestBroker(backend) { broker, _ in
+            try await broker.createQueue("slow", attributes: QueueAttributes(visibilityTimeout: .seconds(3)))
+            _ = try await broker.send("slow", try script(1, "slow"))
+            let handler = ScriptedHandler(slow: .seconds(7))
+            let worker = Worker(broker: broker, handler: handler, configuration: testConfiguration("slow"), stager: PayloadStager(store: nil), logger: Logger(label: "test"))
+            let running = Task { try await worker.run() }
+            // While the handler works (7 s, more than two leases long) nobody else gets the message.
+            try await Task.sleep(for: .milliseconds(300))
+            let stolen = try await broker.receive("slow", maxMessages: 10, wait: .seconds(6))
+            #expect(stolen.isEmpty)
+            let done = try await eventually(timeout: .seconds(15)) { try await broker.counters("slow").total == 0 }
+            worker.requestStop()
+            try await running.value
+            #expect(done)
+            #expect(handler.attemptsOf(1) == 1)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func stopFinishesTheBatchInHandAndReceivesNoMore(_ backend: Backend) async throws {
+        try await withTestBroker(backend) { broker, _ in
+            try await broker.createQueue("drain", attributes: QueueAttributes(visibilityTimeout: .seconds(30)))
+            _ = try await broker.sendBatch("drain", try (0..<5).map { try script($0, "slow") })
+            let handler = ScriptedHandler(slow: .milliseconds(800))
+            let worker = Worker(broker: broker, handler: handler, configuration: testConfiguration("drain", batch: 5, concurrency: 5), stager: PayloadStager(store: nil), logger: Logger(label: "test"))
+            let running = Task { try await worker.run() }
+            #expect(await eventually { handler.attempts.withLock { $0.count } == 5 })
+            _ = try await broker.sendBatch("drain", try (5..<10).map { try script($0, "ok") })
+            worker.requestStop()
+            try await running.value
+            let counters = try await broker.counters("drain")
+            #expect(counters.inFlight == 0, "the batch in hand was acknowledged")
+            #expect(counters.visible == 5, "nothing received after the stop")
+            #expect((0..<5).allSatisfy { handler.attemptsOf($0) == 1 })
+        }
+    }
+
+    @Test func stopWakesAnIdleLongPoll() async throws {
+        try await withTestBroker(.postgres) { broker, _ in
+            try await broker.createQueue("idle")
+            var configuration = testConfiguration("idle")
+            configuration.wait = .seconds(60)
+            let worker = Worker(broker: broker, handler: ScriptedHandler(), configuration: configuration, stager: PayloadStager(store: nil), logger: Logger(label: "test"))
+            let running = Task { try await worker.run() }
+            try await Task.sleep(for: .milliseconds(300))
+            let started = ContinuousClock.now
+            worker.requestStop()
+            try await running.value
+            #expect(ContinuousClock.now - started < .seconds(5))
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func oversizedBodiesTravelThroughStaging(_ backend: Backend) async throws {
+        try await withTemporaryDirectory { directory in
+            try await withTestBroker(backend) { broker, _ in
+                let store = try await ObjectStorage.open("file://" + directory.path)
+                let stager = PayloadStager(store: store)
+                try await broker.createQueue("small", attributes: QueueAttributes(maxMessageBytes: 1024))
+                try await broker.createQueue("small-next", attributes: QueueAttributes(maxMessageBytes: 1024))
+                let big = try script(1, "big-output", pad: 5000)
+                await #expect(throws: BrokerError.self) { try await broker.send("small", big) }
+                let (staged, key) = try await stager.prepare(big, queue: "small", maxBytes: 1024)
+                let stagedKey = try #require(key)
+                #expect(staged.body.utf8.count < 1024)
+                _ = try await broker.send("small", staged)
+                #expect(try await store.exists(stagedKey))
+
+                let handler = ScriptedHandler(next: "small-next")
+                let worker = Worker(broker: broker, handler: handler, configuration: testConfiguration("small"), stager: stager, logger: Logger(label: "test"))
+                let done = try await runWorker(worker) { try await broker.counters("small-next").visible == 1 }
+                #expect(done)
+                #expect(handler.bodies.withLock { $0[1] } == big.body, "the handler saw the whole body")
+                #expect(try await !store.exists(stagedKey), "staged input deleted after the acknowledgement")
+
+                // The handler's 3000-byte output was staged for the 1 KiB queue; the consumer side resolves it.
+                let forwarded = try #require(try await broker.receive("small-next").first)
+                let outputKey = try #require(try PayloadStager.stagedKey(of: forwarded))
+                #expect(try await stager.resolve(forwarded) == String(repeating: "y", count: 3000))
+                #expect(try await store.exists(outputKey))
+                // A missing store on the consumer side is a permanent, explained error.
+                await #expect(throws: WorkerError.self) { try await PayloadStager(store: nil).resolve(forwarded) }
+                try await store.shutdown()
+            }
+        }
+    }
+}
