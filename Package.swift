@@ -5,16 +5,26 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
 
+let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+
 let package = Package(
     name: "DocumentExchanger",
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "exchanger", targets: ["exchanger"]),
+        .executable(name: "exchanger-s3-copy", targets: ["exchanger-s3-copy"]),
+        .executable(name: "exchanger-status-update", targets: ["exchanger-status-update"]),
+        .executable(name: "exchanger-dlq", targets: ["exchanger-dlq"]),
         .library(name: "Broker", targets: ["Broker"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.0.0"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.25.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
     ],
     targets: [
         // C libraries, through system-library targets (Debian: libpq-dev, libsqlite3-dev).
@@ -37,31 +47,89 @@ let package = Package(
         .target(name: "PostgresClient", dependencies: ["CLibPQ", "ConcurrencySupport", "DatabaseSupport"], swiftSettings: strict),
         .target(name: "SQLiteClient", dependencies: ["CSQLite", "ConcurrencySupport", "DatabaseSupport"], swiftSettings: strict),
         // swift-log handler writing JSON lines.
-        .target(
-            name: "ExchangerLogging",
-            dependencies: [.product(name: "Logging", package: "swift-log")],
-            swiftSettings: strict
-        ),
+        .target(name: "ExchangerLogging", dependencies: [logging], swiftSettings: strict),
         // posix_spawn-based child processes (benchmarks, tests, later the supervisor).
         .target(name: "ProcessSupport", dependencies: ["ConcurrencySupport"], swiftSettings: strict),
 
         // The broker: SQS/SNS semantics over PostgreSQL or SQLite.
         .target(
             name: "Broker",
+            dependencies: ["ConcurrencySupport", "DatabaseSupport", "PostgresClient", "SQLiteClient", logging],
+            swiftSettings: strict
+        ),
+
+        // The event contract: event types, the versioned envelope, deterministic ids, filter attributes.
+        .target(
+            name: "ExchangerEvents",
+            dependencies: ["Broker", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
+
+        // Object storage: file:// directories and s3:// (our SigV4 client over AsyncHTTPClient); key layouts.
+        .target(
+            name: "ObjectStorage",
             dependencies: [
-                "ConcurrencySupport", "DatabaseSupport", "PostgresClient", "SQLiteClient",
-                .product(name: "Logging", package: "swift-log"),
+                "ConcurrencySupport", logging,
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
+
+        // Per-case databases ({prefix}_{caseId}): locating them, the batch status table.
+        .target(
+            name: "CaseDatabase",
+            dependencies: ["DatabaseSupport", "PostgresClient", "SQLiteClient", logging],
+            swiftSettings: strict
+        ),
+
+        // The poll loop every processor runs: outcomes, backoff, leases, staging, signals, logs, metrics.
+        .target(
+            name: "WorkerRuntime",
+            dependencies: [
+                "Broker", "ConcurrencySupport", "ExchangerEvents", "ExchangerLogging", "ObjectStorage", "ProcessSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                logging,
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // Processors, each a library with a thin executable.
+        .target(
+            name: "S3CopyProcessor",
+            dependencies: ["Broker", "ExchangerEvents", "ObjectStorage", "WorkerRuntime", logging, .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "StatusUpdateProcessor",
+            dependencies: ["Broker", "CaseDatabase", "ExchangerEvents", "WorkerRuntime", logging, .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "DeadLetterProcessor",
+            dependencies: ["Broker", "DatabaseSupport", "ExchangerEvents", "WorkerRuntime", logging, .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
+        .executableTarget(name: "exchanger-s3-copy", dependencies: ["S3CopyProcessor", "WorkerRuntime"], swiftSettings: strict),
+        .executableTarget(name: "exchanger-status-update", dependencies: ["StatusUpdateProcessor", "WorkerRuntime"], swiftSettings: strict),
+        .executableTarget(name: "exchanger-dlq", dependencies: ["DeadLetterProcessor", "WorkerRuntime"], swiftSettings: strict),
 
         // The `exchanger` command line, as a library so it is testable; `exchanger` is its thin main.
         .target(
             name: "ExchangerCLI",
             dependencies: [
-                "Broker", "DatabaseSupport", "ProcessSupport", "ExchangerLogging",
+                "Broker", "DatabaseSupport", "ProcessSupport", "ExchangerLogging", "ExchangerEvents", "ObjectStorage",
+                "WorkerRuntime", "S3CopyProcessor", "DeadLetterProcessor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
+                logging,
             ],
             swiftSettings: strict
         ),
@@ -75,6 +143,21 @@ let package = Package(
         .testTarget(
             name: "BrokerTests",
             dependencies: ["Broker", "ConcurrencySupport", "DatabaseSupport", "PostgresClient", "ProcessSupport", "exchanger"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ObjectStorageTests",
+            dependencies: ["ObjectStorage", "ProcessSupport", "exchanger"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "WorkerTests",
+            dependencies: [
+                "Broker", "CaseDatabase", "ConcurrencySupport", "DatabaseSupport", "ExchangerEvents", "ObjectStorage",
+                "PostgresClient", "SQLiteClient", "ProcessSupport", "WorkerRuntime", "S3CopyProcessor",
+                "StatusUpdateProcessor", "DeadLetterProcessor",
+                "exchanger", "exchanger-s3-copy", "exchanger-status-update", "exchanger-dlq",
+            ],
             swiftSettings: strict
         ),
     ],
