@@ -135,6 +135,13 @@ let package = Package(
         ),
         .executableTarget(name: "exchanger", dependencies: ["ExchangerCLI", "ProcessSupport"], swiftSettings: strict),
 
+        // What the test targets share (fresh databases, the servers scripts/test started, executables).
+        .target(
+            name: "ExchangerTestSupport",
+            dependencies: ["Broker", "DatabaseSupport", "PostgresClient", "ProcessSupport"],
+            path: "Tests/ExchangerTestSupport",
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "DatabaseTests",
             dependencies: ["ConcurrencySupport", "DatabaseSupport", "PostgresClient", "SQLiteClient", "ProcessSupport"],
@@ -142,18 +149,18 @@ let package = Package(
         ),
         .testTarget(
             name: "BrokerTests",
-            dependencies: ["Broker", "ConcurrencySupport", "DatabaseSupport", "PostgresClient", "ProcessSupport", "exchanger"],
+            dependencies: ["Broker", "ConcurrencySupport", "DatabaseSupport", "ExchangerTestSupport", "PostgresClient", "ProcessSupport", "exchanger"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "ObjectStorageTests",
-            dependencies: ["ObjectStorage", "ProcessSupport", "exchanger"],
+            dependencies: ["ExchangerTestSupport", "ObjectStorage", "ProcessSupport", "exchanger"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "WorkerTests",
             dependencies: [
-                "Broker", "CaseDatabase", "ConcurrencySupport", "DatabaseSupport", "ExchangerEvents", "ObjectStorage",
+                "Broker", "CaseDatabase", "ConcurrencySupport", "DatabaseSupport", "ExchangerEvents", "ExchangerTestSupport", "ObjectStorage",
                 "PostgresClient", "SQLiteClient", "ProcessSupport", "WorkerRuntime", "S3CopyProcessor",
                 "StatusUpdateProcessor", "DeadLetterProcessor",
                 "exchanger", "exchanger-s3-copy", "exchanger-status-update", "exchanger-dlq",

@@ -1,3 +1,4 @@
+import ExchangerTestSupport
 import ConcurrencySupport
 import Broker
 import DatabaseSupport

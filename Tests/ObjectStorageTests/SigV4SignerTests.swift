@@ -1,3 +1,4 @@
+import ExchangerTestSupport
 import Foundation
 import Testing
 

@@ -1,38 +1,8 @@
+import ExchangerTestSupport
 import Foundation
 import ObjectStorage
 import ProcessSupport
 import Testing
-
-enum TestEnvironment {
-    /// A variable `scripts/test` sets. Missing means the tests were not started by the test script:
-    /// that fails, it never skips.
-    static func required(_ variable: String) throws -> String {
-        guard let value = ProcessInfo.processInfo.environment[variable], !value.isEmpty else {
-            Issue.record("\(variable) is not set: run the tests with scripts/test, which starts moto_server")
-            throw TestSetupError(message: "\(variable) is not set")
-        }
-        return value
-    }
-
-    /// The `exchanger` executable of this build (a dependency of the test target).
-    static var exchanger: String {
-        if let override = ProcessInfo.processInfo.environment["EXCHANGER_BIN"] { return override }
-        let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var directory = URL(fileURLWithPath: me).deletingLastPathComponent()
-        // The test binary may live inside an .xctest bundle directory.
-        while !FileManager.default.isExecutableFile(atPath: directory.appendingPathComponent("exchanger").path),
-            directory.path != "/"
-        {
-            directory.deleteLastPathComponent()
-        }
-        return directory.appendingPathComponent("exchanger").path
-    }
-}
-
-struct TestSetupError: Error, CustomStringConvertible {
-    var message: String
-    var description: String { message }
-}
 
 /// Keys that trip up encoders: spaces, `+`, `%`, `=`, `&`, `~`, XML specials, unicode, a 900-byte name.
 enum AwkwardKeys {

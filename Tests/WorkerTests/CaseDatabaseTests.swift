@@ -1,3 +1,4 @@
+import ExchangerTestSupport
 import CaseDatabase
 import DatabaseSupport
 import Foundation

@@ -1,3 +1,4 @@
+import ExchangerTestSupport
 import Broker
 import DeadLetterProcessor
 import ExchangerEvents

@@ -1,3 +1,4 @@
+import ExchangerTestSupport
 import Broker
 import ExchangerEvents
 import Foundation

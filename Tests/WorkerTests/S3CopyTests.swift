@@ -1,3 +1,4 @@
+import ExchangerTestSupport
 import Broker
 import ConcurrencySupport
 import ExchangerEvents
@@ -242,6 +243,59 @@ func destinationKey(_ document: Int64, _ name: String? = nil) throws -> ObjectKe
         }
     }
 
+    @Test func aPoisonMessageIsDeadLetteredAfterMaxReceivesAndItsErrorEventPublished() async throws {
+        try await withTemporaryDirectory { directory in
+            try await withTestDatabase(.postgres) { url in
+                let broker = try await Broker.connect(url: url)
+                defer { Task { await broker.close() } }
+                let store = try await ObjectStorage.open("file://" + directory.path)
+                try await writeDocuments(store, caseID: 10, documents: 1...20)
+                let dlq = try WorkerProcessHandle("exchanger-dlq", ["--database", url, "--wait", "1"])
+                #expect(try await eventually(timeout: .seconds(20)) { try await broker.queue(named: "exch-dlq") != nil })
+                try await broker.createQueue("uploader")
+                try await broker.createQueue(
+                    "copy", attributes: QueueAttributes(visibilityTimeout: .seconds(10), maxReceiveCount: 3, deadLetterQueue: "exch-dlq", program: "s3-copy"))
+                // Document 7 routes to a queue that does not exist: every attempt fails (recoverably).
+                var tasks = (1...20).map { copyTask(Int64($0)) }
+                tasks[6].routes = [DocumentTask.Route.uploader: "gone"]
+                _ = try await broker.sendBatch("copy", try tasks.map { try $0.outgoing() })
+                let copier = try WorkerProcessHandle(
+                    "exchanger-s3-copy", ["--queue", "copy", "--database", url, "--storage-url", "file://" + directory.path, "--wait", "1"],
+                    environment: ["EXCHANGER_WORKER_BACKOFF_BASE_SECONDS": "1", "EXCHANGER_WORKER_BACKOFF_CAP_SECONDS": "2"])
+
+                let published = try await eventually(timeout: .seconds(40)) {
+                    try await eventLog(broker).contains { $0.type == "S3_DOC_COPIED" }
+                }
+                #expect(published)
+                #expect(try await broker.counters("uploader").visible == 19, "the neighbours went through")
+                #expect(try await broker.counters("copy").total == 0)
+                let rows = try await broker.transaction { tx in
+                    try await tx.query("SELECT queue, program, reason, receive_count, document_id, error FROM exchanger_dead_letters")
+                }
+                #expect(rows.count == 1)
+                let row = try #require(rows.first)
+                #expect(row["queue"].string == "copy")
+                #expect(row["program"].string == "s3-copy")
+                #expect(row["reason"].string == "retriesExhausted")
+                #expect(row["receive_count"].int == 3)
+                #expect(row["document_id"].int64 == 1007)
+                #expect(row["error"].string?.contains("gone") == true)
+                let errorEvents = try await broker.transaction { tx in
+                    try await tx.query("SELECT body FROM broker_events WHERE attributes IS NOT NULL ORDER BY seq")
+                }.compactMap { $0["body"].string.flatMap { try? EventEnvelope.decode($0) } }.filter { $0.eventType == .s3DocCopied }
+                #expect(errorEvents.count == 1)
+                let detail = try #require(try errorEvents.first?.detail(as: ProcessingErrorDetail.self))
+                #expect(detail.status == "ERROR")
+                #expect(errorEvents.first?.documentID == 1007)
+                #expect(errorEvents.first?.jobID == "job-1")
+
+                for process in [copier, dlq] { process.signal(SIGTERM) }
+                for process in [copier, dlq] { #expect(try await process.wait() == 0) }
+                try await store.shutdown()
+            }
+        }
+    }
+
     @Test func sigtermDrainsAndExitsZero() async throws {
         try await withTemporaryDirectory { directory in
             try await withTestDatabase(.postgres) { url in
@@ -266,9 +320,11 @@ func destinationKey(_ document: Int64, _ name: String? = nil) throws -> ObjectKe
                 #expect((counters["copy"]?.visible ?? 0) + (counters["uploader"]?.visible ?? 0) == Int(count), "nothing lost")
 
                 // An idle worker parked in a long poll stops promptly too.
-                let idle = try WorkerProcessHandle("exchanger-s3-copy", ["--queue", "uploader-none", "--database", url, "--storage-url", "file://" + directory.path])
                 try await broker.createQueue("uploader-none")
-                try await Task.sleep(for: .seconds(1))
+                let idle = try WorkerProcessHandle("exchanger-s3-copy", ["--queue", "uploader-none", "--database", url, "--storage-url", "file://" + directory.path])
+                #expect(try await eventually { idle.log(containing: "worker started") })
+                try await Task.sleep(for: .milliseconds(500))
+                #expect(!idle.log(containing: "worker exits"), "parked in its long poll, not gone")
                 let started = ContinuousClock.now
                 idle.signal(SIGTERM)
                 #expect(try await idle.wait() == 0)
@@ -314,16 +370,5 @@ func destinationKey(_ document: Int64, _ name: String? = nil) throws -> ObjectKe
         }
         for try await info in store.list(prefix: "") { try await store.delete(info.key) }
         try await store.shutdown()
-    }
-}
-
-extension TestEnvironment {
-    /// A variable `scripts/test` sets; missing fails the test (never skips).
-    static func required(_ variable: String) throws -> String {
-        guard let value = ProcessInfo.processInfo.environment[variable], !value.isEmpty else {
-            Issue.record("\(variable) is not set: run the tests with scripts/test, which starts the test servers")
-            throw TestSetupError(message: "\(variable) is not set")
-        }
-        return value
     }
 }

@@ -1,3 +1,4 @@
+import ExchangerTestSupport
 import Broker
 import ConcurrencySupport
 import ExchangerEvents
@@ -5,6 +6,9 @@ import Foundation
 import Logging
 import ObjectStorage
 import Testing
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 @testable import WorkerRuntime
 
 /// What the scripted handler does with a message, by its body's `mode`.
@@ -214,5 +218,27 @@ func runWorker(_ worker: Worker, until condition: @escaping @Sendable () async t
                 try await store.shutdown()
             }
         }
+    }
+
+    @Test func metricsEndpointServesTheWorkersCounters() async throws {
+        let endpoint = try await MetricsEndpoint.start(host: "127.0.0.1", port: 0, logger: Logger(label: "test"))
+        try await withTestBroker(.sqlite) { broker, _ in
+            let queue = "metrics-\(UUID().uuidString.prefix(8).lowercased())"
+            try await broker.createQueue(queue)
+            _ = try await broker.sendBatch(queue, try (0..<3).map { try script($0, "ok") })
+            let worker = Worker(broker: broker, handler: ScriptedHandler(), configuration: testConfiguration(queue), stager: PayloadStager(store: nil), logger: Logger(label: "test"))
+            #expect(try await runWorker(worker) { try await broker.counters(queue).total == 0 })
+        }
+        let url = try #require(URL(string: "http://127.0.0.1:\(endpoint.port)/metrics"))
+        let (data, response) = try await URLSession.shared.data(from: url)
+        #expect((response as? HTTPURLResponse)?.statusCode == 200)
+        let text = String(decoding: data, as: UTF8.self)
+        let line = text.split(separator: "\n").first { $0.hasPrefix("exchanger_messages_total{") && $0.contains("queue=\"metrics-") && $0.contains("outcome=\"success\"") }
+        #expect(line?.hasSuffix(" 3") == true, "\(String(describing: line))")
+        #expect(text.contains("exchanger_message_handling_seconds"))
+        let health = try #require(URL(string: "http://127.0.0.1:\(endpoint.port)/healthz"))
+        let (body, _) = try await URLSession.shared.data(from: health)
+        #expect(String(decoding: body, as: UTF8.self) == "ok\n")
+        await endpoint.close()
     }
 }

@@ -1,3 +1,5 @@
+// What every test target shares: the backends, the servers `scripts/test` started, fresh
+// databases and brokers, the executables of this build, polling helpers.
 import Broker
 import DatabaseSupport
 import Foundation
@@ -6,15 +8,15 @@ import ProcessSupport
 import Testing
 
 /// The two backends every conformance test runs against.
-enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
+public enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
     case postgres, sqlite
-    var testDescription: String { rawValue }
+    public var testDescription: String { rawValue }
 }
 
-enum TestEnvironment {
+public enum TestEnvironment {
     /// The PostgreSQL server `scripts/test` started. Missing means the tests were not started by
     /// the test script: that fails, it never skips.
-    static func postgresURL(_ variable: String = "EXCHANGER_TEST_POSTGRES_URL") throws -> String {
+    public static func postgresURL(_ variable: String = "EXCHANGER_TEST_POSTGRES_URL") throws -> String {
         guard let url = ProcessInfo.processInfo.environment[variable], !url.isEmpty else {
             Issue.record("\(variable) is not set: run the tests with scripts/test, which starts PostgreSQL")
             throw TestSetupError(message: "\(variable) is not set")
@@ -23,7 +25,7 @@ enum TestEnvironment {
     }
 
     /// The `exchanger` executable of this build (a dependency of the test target).
-    static var exchanger: String {
+    public static var exchanger: String {
         if let override = ProcessInfo.processInfo.environment["EXCHANGER_BIN"] { return override }
         let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         var directory = URL(fileURLWithPath: me).deletingLastPathComponent()
@@ -37,13 +39,14 @@ enum TestEnvironment {
     }
 }
 
-struct TestSetupError: Error, CustomStringConvertible {
-    var message: String
-    var description: String { message }
+public struct TestSetupError: Error, CustomStringConvertible {
+    public var message: String
+    public init(message: String) { self.message = message }
+    public var description: String { message }
 }
 
 /// Replaces the database name of a postgres:// URL.
-func postgresURL(_ base: String, database: String) -> String {
+public func postgresURL(_ base: String, database: String) -> String {
     guard let slash = base.range(of: "/", options: .backwards), base[..<slash.lowerBound].contains("@") || base.contains("://") else {
         return base
     }
@@ -54,7 +57,7 @@ func postgresURL(_ base: String, database: String) -> String {
 
 /// A fresh, migrated broker database for one test (a new PostgreSQL database or a new SQLite
 /// file), dropped afterwards.
-func withTestDatabase<T: Sendable>(
+public func withTestDatabase<T: Sendable>(
     _ backend: Backend, serverVariable: String = "EXCHANGER_TEST_POSTGRES_URL", migrate: Bool = true,
     _ body: (String) async throws -> T
 ) async throws -> T {
@@ -92,7 +95,7 @@ private func dropDatabase(_ server: String, _ name: String) async throws {
 }
 
 /// A connected broker on a fresh database, closed afterwards.
-func withTestBroker<T: Sendable>(
+public func withTestBroker<T: Sendable>(
     _ backend: Backend, configuration: BrokerConfiguration = .init(), _ body: (Broker, String) async throws -> T
 ) async throws -> T {
     try await withTestDatabase(backend) { url in
@@ -109,7 +112,7 @@ func withTestBroker<T: Sendable>(
 }
 
 /// Runs `exchanger` to completion and returns its exit status and standard output.
-func runExchanger(_ arguments: [String], environment: [String: String] = [:]) async throws -> (status: Int32, output: String) {
+public func runExchanger(_ arguments: [String], environment: [String: String] = [:]) async throws -> (status: Int32, output: String) {
     let child = try ChildProcess(executable: TestEnvironment.exchanger, arguments: arguments, environment: environment)
     let output = try await child.readAll()
     let status = try await child.wait()
@@ -117,14 +120,14 @@ func runExchanger(_ arguments: [String], environment: [String: String] = [:]) as
 }
 
 /// The JSON lines `exchanger queues receive` printed.
-func receivedLines(_ output: String) -> [[String: Any]] {
+public func receivedLines(_ output: String) -> [[String: Any]] {
     output.split(separator: "\n").compactMap { line in
         try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
     }
 }
 
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held.
-func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async rethrows -> Bool {
+public func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async rethrows -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if try await condition() { return true }
@@ -135,7 +138,7 @@ func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -
 
 extension Broker {
     /// Receives until `count` messages came or `timeout` passed.
-    func drain(_ queue: String, count: Int, timeout: Duration = .seconds(10), delete: Bool = true) async throws -> [ReceivedMessage] {
+    public func drain(_ queue: String, count: Int, timeout: Duration = .seconds(10), delete: Bool = true) async throws -> [ReceivedMessage] {
         var all: [ReceivedMessage] = []
         let deadline = ContinuousClock.now + timeout
         while all.count < count, ContinuousClock.now < deadline {
@@ -147,5 +150,32 @@ extension Broker {
             all += batch
         }
         return all
+    }
+}
+
+extension TestEnvironment {
+    /// A sibling executable of this build (`exchanger-s3-copy`, `exchanger-dlq`, …).
+    public static func executable(_ name: String) -> String {
+        URL(fileURLWithPath: exchanger).deletingLastPathComponent().appendingPathComponent(name).path
+    }
+}
+
+/// A fresh temporary directory, removed afterwards.
+public func withTemporaryDirectory<T>(_ body: (URL) async throws -> T) async throws -> T {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("exch-w-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    return try await body(directory)
+}
+
+extension TestEnvironment {
+    /// A variable `scripts/test` sets (a server's address, credentials). Missing means the tests
+    /// were not started by the test script: that fails, it never skips.
+    public static func required(_ variable: String) throws -> String {
+        guard let value = ProcessInfo.processInfo.environment[variable], !value.isEmpty else {
+            Issue.record("\(variable) is not set: run the tests with scripts/test, which starts the test servers")
+            throw TestSetupError(message: "\(variable) is not set")
+        }
+        return value
     }
 }
