@@ -1,52 +1,48 @@
 import Broker
+import ExchangerEvents
 import Foundation
 
-/// A recorded dead letter: a row of `exchanger_dead_letters`.
+/// A recorded dead letter: a row of `exchanger_dead_letters` — the ``DeadLetter`` as it was
+/// recorded, plus the record's own id and redrive history. The letter's fields read through
+/// (`record.queue`, `record.jobID`, …).
+@dynamicMemberLookup
 public struct DeadLetterRecord: Sendable, Hashable {
     public var id: Int64
-    /// The original message's id.
-    public var messageID: String
-    /// The queue the message failed on (where a redrive sends it by default).
-    public var queue: String
-    public var program: String?
-    public var exchangeID: String?
-    public var jobID: String?
-    public var caseID: Int64?
-    public var sourceCaseID: Int64?
-    public var batchID: Int64?
-    public var documentID: Int64?
-    /// The original body as it was sent.
-    public var body: String
-    /// The original attributes.
-    public var attributes: MessageAttributes
-    public var receiveCount: Int
-    public var error: String
-    /// `permanent`, `retriesExhausted`, `leaseExpired` (or `unknown`).
-    public var reason: String
-    public var failedAt: Date
+    /// What was recorded.
+    public var letter: DeadLetter
     public var recordedAt: Date
     /// When it was last redriven; nil when never.
     public var redrivenAt: Date?
     public var redriveCount: Int
 
+    public init(id: Int64, letter: DeadLetter, recordedAt: Date, redrivenAt: Date?, redriveCount: Int) {
+        self.id = id
+        self.letter = letter
+        self.recordedAt = recordedAt
+        self.redrivenAt = redrivenAt
+        self.redriveCount = redriveCount
+    }
+
+    public subscript<Value>(dynamicMember keyPath: KeyPath<DeadLetter, Value>) -> Value { letter[keyPath: keyPath] }
+
     /// The record as a JSON object (for `exchanger dlq list --json` / `show --json`): the body is
     /// embedded as JSON when it is JSON, else as a string; times in ISO 8601.
     public func jsonObject() -> [String: Any] {
         var object: [String: Any] = [
-            "id": id, "messageId": messageID, "queue": queue, "receiveCount": receiveCount, "error": error, "reason": reason,
-            "failedAt": Self.format(failedAt), "recordedAt": Self.format(recordedAt), "redriveCount": redriveCount,
+            "id": id, "messageId": letter.messageID, "queue": letter.queue, "receiveCount": letter.receiveCount, "error": letter.error, "reason": letter.reason,
+            "failedAt": Self.format(letter.failedAt), "recordedAt": Self.format(recordedAt), "redriveCount": redriveCount,
         ]
-        object["program"] = program ?? NSNull()
-        object["exchangeId"] = exchangeID ?? NSNull()
-        object["jobId"] = jobID ?? NSNull()
-        object["caseId"] = caseID ?? NSNull()
-        object["sourceCaseId"] = sourceCaseID ?? NSNull()
-        object["batchId"] = batchID ?? NSNull()
-        object["documentId"] = documentID ?? NSNull()
+        object["program"] = letter.program ?? NSNull()
+        object["exchangeId"] = letter.exchangeID ?? NSNull()
+        object["jobId"] = letter.jobID ?? NSNull()
+        object["caseId"] = letter.caseID ?? NSNull()
+        object["sourceCaseId"] = letter.sourceCaseID ?? NSNull()
+        object["batchId"] = letter.batchID ?? NSNull()
+        object["documentId"] = letter.documentID ?? NSNull()
         object["redrivenAt"] = redrivenAt.map(Self.format) ?? NSNull()
-        object["body"] = (try? JSONSerialization.jsonObject(with: Data(body.utf8), options: [.fragmentsAllowed])) ?? body
+        object["body"] = (try? JSONSerialization.jsonObject(with: Data(letter.body.utf8), options: [.fragmentsAllowed])) ?? letter.body
         var attributeObject: [String: Any] = [:]
-        for (name, value) in attributes {
+        for (name, value) in letter.attributes {
             switch value {
             case .string(let text): attributeObject[name] = text
             case .number(let number): attributeObject[name] = number
@@ -58,7 +54,5 @@ public struct DeadLetterRecord: Sendable, Hashable {
     }
 
     /// `2026-11-25T12:00:00.123Z`.
-    static func format(_ date: Date) -> String {
-        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
-    }
+    static func format(_ date: Date) -> String { EventCoding.formatTimestamp(date) }
 }

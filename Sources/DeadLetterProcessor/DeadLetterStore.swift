@@ -151,13 +151,19 @@ public struct DeadLetterStore: Sendable {
                 throw DeadLetterError(.corruptRecord, "dead letter \(row["id"]): attributes cannot be read: \(error)")
             }
         }
-        return DeadLetterRecord(
-            id: try row.require("id") { $0.int64 }, messageID: try row.require("message_id") { $0.string },
-            queue: try row.require("queue") { $0.string }, program: row["program"].string, exchangeID: row["exchange_id"].string,
-            jobID: row["job_id"].string, caseID: row["case_id"].int64, sourceCaseID: row["source_case_id"].int64,
-            batchID: row["batch_id"].int64, documentID: row["document_id"].int64, body: try row.require("body") { $0.string },
+        var letter = DeadLetter(
+            messageID: try row.require("message_id") { $0.string }, queue: try row.require("queue") { $0.string },
+            program: row["program"].string, exchangeID: row["exchange_id"].string, body: try row.require("body") { $0.string },
             attributes: attributes, receiveCount: row["receive_count"].int ?? 0, error: row["error"].string ?? "",
-            reason: row["reason"].string ?? "", failedAt: date(row["failed_at_ms"]) ?? Date(timeIntervalSince1970: 0),
+            reason: row["reason"].string ?? "", failedAt: date(row["failed_at_ms"]) ?? Date(timeIntervalSince1970: 0))
+        // The ids as they were recorded (not derived again from the body).
+        letter.jobID = row["job_id"].string
+        letter.caseID = row["case_id"].int64
+        letter.sourceCaseID = row["source_case_id"].int64
+        letter.batchID = row["batch_id"].int64
+        letter.documentID = row["document_id"].int64
+        return DeadLetterRecord(
+            id: try row.require("id") { $0.int64 }, letter: letter,
             recordedAt: date(row["recorded_at_ms"]) ?? Date(timeIntervalSince1970: 0), redrivenAt: date(row["redriven_at_ms"]),
             redriveCount: row["redrive_count"].int ?? 0)
     }
