@@ -26,6 +26,12 @@ public struct BrokerTransaction: Sendable {
         try await translatingErrors { try await session.publish(topic ?? defaultTopic, [event])[0] }
     }
 
+    /// Publishes several events with three statements whatever their number (see ``Broker/publishBatch(_:topic:)``).
+    @discardableResult
+    public func publishBatch(_ events: [TopicMessage], topic: String? = nil) async throws -> [PublishResult] {
+        try await translatingErrors { try await session.publish(topic ?? defaultTopic, events) }
+    }
+
     /// Deletes a received message; a stale receipt throws and rolls the transaction back.
     public func delete(_ queue: String, _ receipt: ReceiptHandle) async throws {
         let done = try await translatingErrors { try await session.delete(queue, [receipt]) }

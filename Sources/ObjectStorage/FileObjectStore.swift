@@ -18,7 +18,7 @@ import Darwin
 /// - Listing walks the tree under the prefix and returns keys in byte order, like S3.
 /// - Deleting an object removes directories it leaves empty (up to the root).
 ///
-/// All file I/O runs on threads of its own (``runBlocking(name:_:)``), never on the cooperative pool.
+/// All file I/O runs on the threads of ``FileIO/pool``, never on the cooperative pool.
 /// A key cannot be both an object and a directory (`a` and `a/b`); that is the file system's rule.
 public struct FileObjectStore: ObjectStore {
     public let location: StorageLocation
@@ -55,12 +55,12 @@ public struct FileObjectStore: ObjectStore {
 
     public func head(_ key: ObjectKey) async throws -> ObjectInfo {
         let path = try path(for: key)
-        return try await runBlocking(name: "file-head") { try FileIO.info(path: path, key: key) }
+        return try await FileIO.pool.run { try FileIO.info(path: path, key: key) }
     }
 
     public func get(_ key: ObjectKey) async throws -> Data {
         let path = try path(for: key)
-        return try await runBlocking(name: "file-get") {
+        return try await FileIO.pool.run {
             let fd = try FileIO.openForReading(path, key: key)
             defer { close(fd) }
             var data = Data()
@@ -76,14 +76,14 @@ public struct FileObjectStore: ObjectStore {
 
     public func stream(_ key: ObjectKey) async throws -> ObjectByteStream {
         let path = try path(for: key)
-        let fd = try await runBlocking(name: "file-open") { try FileIO.openForReading(path, key: key) }
+        let fd = try await FileIO.pool.run { try FileIO.openForReading(path, key: key) }
         let reader = FileReader(fd: fd, path: path)
         return ObjectByteStream(unfolding: { try await reader.next() })
     }
 
     public func put(_ key: ObjectKey, _ data: Data, contentType: String?) async throws {
         let path = try path(for: key)
-        try await runBlocking(name: "file-put") {
+        try await FileIO.pool.run {
             try FileIO.writeAtomically(to: path) { fd in
                 try data.withUnsafeBytes { raw in try FileIO.writeAll(fd, raw, path: path) }
             }
@@ -92,7 +92,7 @@ public struct FileObjectStore: ObjectStore {
 
     public func upload(file: String, to key: ObjectKey, contentType: String?) async throws {
         let path = try path(for: key)
-        try await runBlocking(name: "file-upload") {
+        try await FileIO.pool.run {
             let source = try FileIO.openForReading(file, key: nil)
             defer { close(source) }
             try FileIO.writeAtomically(to: path) { fd in try FileIO.copyContents(from: source, to: fd, path: file) }
@@ -101,7 +101,7 @@ public struct FileObjectStore: ObjectStore {
 
     public func download(_ key: ObjectKey, to file: String) async throws {
         let path = try path(for: key)
-        try await runBlocking(name: "file-download") {
+        try await FileIO.pool.run {
             let source = try FileIO.openForReading(path, key: key)
             defer { close(source) }
             try FileIO.writeAtomically(to: file) { fd in try FileIO.copyContents(from: source, to: fd, path: path) }
@@ -112,7 +112,7 @@ public struct FileObjectStore: ObjectStore {
     public func copy(from source: ObjectKey, to destination: ObjectKey) async throws -> ObjectInfo {
         let sourcePath = try path(for: source)
         let destinationPath = try path(for: destination)
-        return try await runBlocking(name: "file-copy") {
+        return try await FileIO.pool.run {
             let fd = try FileIO.openForReading(sourcePath, key: source)
             defer { close(fd) }
             try FileIO.writeAtomically(to: destinationPath) { out in try FileIO.copyContents(from: fd, to: out, path: sourcePath) }
@@ -123,7 +123,7 @@ public struct FileObjectStore: ObjectStore {
     public func delete(_ key: ObjectKey) async throws {
         let path = try path(for: key)
         let root = directory
-        try await runBlocking(name: "file-delete") {
+        try await FileIO.pool.run {
             if unlink(path) != 0 {
                 let code = errno
                 // Missing (or a directory, which is not an object): nothing to delete.
@@ -146,7 +146,7 @@ public struct FileObjectStore: ObjectStore {
         return AsyncThrowingStream { continuation in
             let task = Task {
                 do {
-                    let objects = try await runBlocking(name: "file-list") { try FileIO.walk(root: root, prefix: prefix, logger: logger) }
+                    let objects = try await FileIO.pool.run { try FileIO.walk(root: root, prefix: prefix, logger: logger) }
                     for object in objects {
                         try Task.checkCancellation()
                         continuation.yield(object)
@@ -178,7 +178,7 @@ final class FileReader: @unchecked Sendable {
     deinit { if fd >= 0 { close(fd) } }
 
     func next() async throws -> [UInt8]? {
-        try await runBlocking(name: "file-read") { [self] in
+        try await FileIO.pool.run { [self] in
             try lock.withLock {
                 guard fd >= 0 else { return nil }
                 var buffer = [UInt8](repeating: 0, count: FileObjectStore.chunkSize)
@@ -202,8 +202,19 @@ final class FileReader: @unchecked Sendable {
     }
 }
 
-/// Blocking POSIX file operations behind both stores (call them from ``runBlocking(name:_:)``).
+/// Blocking POSIX file operations behind both stores (call them on ``FileIO/pool``).
 enum FileIO {
+    /// The threads every blocking file call of this process runs on: `EXCHANGER_FILE_IO_THREADS`
+    /// (default 16; more threads keep more copies and fsyncs in flight at once).
+    static let pool = BlockingPool(
+        name: "file-io",
+        threads: ProcessInfo.processInfo.environment["EXCHANGER_FILE_IO_THREADS"].flatMap { Int($0) }.map { min(max($0, 1), 256) } ?? 16)
+
+    /// Whether writes are fsynced (the file, then its directory after the rename) before they count
+    /// as done: `EXCHANGER_FILE_STORE_FSYNC` (default `true`). `false` keeps writes atomic (rename)
+    /// but a power loss may lose the last ones; for throw-away stores and benchmarks only.
+    static let durable = ProcessInfo.processInfo.environment["EXCHANGER_FILE_STORE_FSYNC"].map { $0 != "false" && $0 != "0" } ?? true
+
     static func error(_ code: Int32, _ operation: String, _ path: String) -> ObjectStorageError {
         let reason = String(cString: strerror(code))
         switch code {
@@ -309,7 +320,7 @@ enum FileIO {
         }
         do {
             try body(fd)
-            guard fsync(fd) == 0 else { throw error(errno, "fsync", temp) }
+            if durable { guard fsync(fd) == 0 else { throw error(errno, "fsync", temp) } }
             guard close(fd) == 0 else {
                 fd = -1
                 throw error(errno, "close", temp)
@@ -322,6 +333,7 @@ enum FileIO {
             throw error
         }
         // Make the rename durable.
+        guard durable else { return }
         let directoryFD = open(parent.isEmpty ? "." : parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if directoryFD >= 0 {
             _ = fsync(directoryFD)

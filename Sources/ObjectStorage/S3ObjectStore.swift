@@ -148,7 +148,7 @@ public final class S3ObjectStore: ObjectStore {
     /// Streams the file in one PUT (at most 5 GiB, S3's single-upload limit). The payload is
     /// hashed first (one extra read of the file) so the signature covers it.
     public func upload(file: String, to key: ObjectKey, contentType: String?) async throws {
-        let (size, hash) = try await runBlocking(name: "s3-hash") { try FileIO.sizeAndSHA256(path: file) }
+        let (size, hash) = try await FileIO.pool.run { try FileIO.sizeAndSHA256(path: file) }
         var request = S3Request(method: .PUT, key: fullKey(key), body: .file(path: file, size: size, sha256: hash))
         if let contentType { request.headers.append(("Content-Type", contentType)) }
         _ = try await send(request, operation: "upload \(key)", deadline: Self.transferDeadline)
@@ -158,7 +158,7 @@ public final class S3ObjectStore: ObjectStore {
         let request = S3Request(method: .GET, key: fullKey(key))
         try await withRetries(operation: "download \(key)") { _ in
             let response = try await self.execute(request, operation: "download \(key)", deadline: Self.transferDeadline)
-            let writer = try await runBlocking(name: "s3-download") { try AtomicFileWriter(path: file) }
+            let writer = try await FileIO.pool.run { try AtomicFileWriter(path: file) }
             do {
                 var pending = Data()
                 for try await buffer in response.body {
@@ -166,11 +166,11 @@ public final class S3ObjectStore: ObjectStore {
                     if pending.count >= FileObjectStore.chunkSize {
                         let chunk = pending
                         pending = Data()
-                        try await runBlocking(name: "s3-download") { try writer.append(chunk) }
+                        try await FileIO.pool.run { try writer.append(chunk) }
                     }
                 }
                 let rest = pending
-                try await runBlocking(name: "s3-download") {
+                try await FileIO.pool.run {
                     try writer.append(rest)
                     try writer.commit()
                 }
@@ -449,7 +449,7 @@ struct FileChunks: AsyncSequence, Sendable {
         mutating func next() async throws -> ByteBuffer? {
             if reader == nil {
                 let path = self.path
-                let fd = try await runBlocking(name: "s3-upload") { try FileIO.openForReading(path, key: nil) }
+                let fd = try await FileIO.pool.run { try FileIO.openForReading(path, key: nil) }
                 reader = FileReader(fd: fd, path: path)
             }
             guard let chunk = try await reader?.next() else { return nil }

@@ -54,10 +54,13 @@ public struct S3CopyHandler: MessageHandler {
             )
         }
 
-        // Every source must exist before anything is copied: a document is copied whole or not at all.
-        var missing: [String] = []
-        for pair in pairs where !(try await store.exists(pair.source)) { missing.append(pair.source.rawValue) }
-        if !missing.isEmpty { return try notFound(task, missing: missing, logger: message.logger) }
+        // Every source must exist before anything is copied: a document is copied whole or not at
+        // all. (With one file the copy itself tells; nothing can be left half-copied.)
+        if pairs.count > 1 {
+            var missing: [String] = []
+            for pair in pairs where !(try await store.exists(pair.source)) { missing.append(pair.source.rawValue) }
+            if !missing.isEmpty { return try notFound(task, missing: missing, logger: message.logger) }
+        }
 
         var events: [EventEnvelope] = []
         for pair in pairs {
