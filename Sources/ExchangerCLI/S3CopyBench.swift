@@ -64,9 +64,11 @@ struct S3CopyBench: AsyncParsableCommand {
         // 1. Source documents (not timed).
         try await writeSources(objectStore, caseID: sourceCase)
 
-        // 2. The physical reference, same files, same run.
+        // 2. The physical reference, same files, same run. Each measured phase starts with the
+        // page cache's dirty pages written out, so neither pays for the other's writes.
         var reference: (name: String, rate: Double)?
         if !noReference {
+            sync()
             reference = try await measureReference(rootURL: rootURL, sourceCase: sourceCase, tag: String(tag), environment: environment)
         }
 
@@ -95,6 +97,7 @@ struct S3CopyBench: AsyncParsableCommand {
 
         // 4. Worker processes until every document reached the uploader queue.
         let executable = URL(fileURLWithPath: currentExecutable()).deletingLastPathComponent().appendingPathComponent("exchanger-s3-copy").path
+        sync()
         let started = ContinuousClock.now
         var children: [ChildProcess] = []
         for _ in 0..<workers {
