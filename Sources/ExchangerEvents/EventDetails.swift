@@ -5,13 +5,14 @@ public struct FileCopiedDetail: Sendable, Hashable, Codable {
     public var fileName: String
     public var sourceKey: String
     public var destinationKey: String
-    public var bytes: Int64
+    /// The size, when the store reported it with the copy (S3's CopyObject does not).
+    public var bytes: Int64?
 
     enum CodingKeys: String, CodingKey {
         case sourceDocumentID = "sourceDocumentId", exhibitID = "exhibitId", fileName, sourceKey, destinationKey, bytes
     }
 
-    public init(sourceDocumentID: Int64, exhibitID: Int64?, fileName: String, sourceKey: String, destinationKey: String, bytes: Int64) {
+    public init(sourceDocumentID: Int64, exhibitID: Int64?, fileName: String, sourceKey: String, destinationKey: String, bytes: Int64?) {
         self.sourceDocumentID = sourceDocumentID
         self.exhibitID = exhibitID
         self.fileName = fileName

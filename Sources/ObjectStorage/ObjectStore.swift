@@ -30,6 +30,12 @@ public protocol ObjectStore: Sendable {
     @discardableResult
     func copy(from source: ObjectKey, to destination: ObjectKey) async throws -> ObjectInfo
 
+    /// Server-side copy in as few requests as the store allows (for S3 one CopyObject, without the
+    /// HEAD that ``copy(from:to:)`` needs for the size). Returns the size when it came for free.
+    /// Throws ``ObjectStorageError/Code/notFound`` when the source is absent.
+    @discardableResult
+    func quickCopy(from source: ObjectKey, to destination: ObjectKey) async throws -> Int64?
+
     /// Deletes the object; deleting a missing object is not an error.
     func delete(_ key: ObjectKey) async throws
 
@@ -42,6 +48,10 @@ public protocol ObjectStore: Sendable {
 
 extension ObjectStore {
     public func put(_ key: ObjectKey, _ data: Data) async throws { try await put(key, data, contentType: nil) }
+    @discardableResult
+    public func quickCopy(from source: ObjectKey, to destination: ObjectKey) async throws -> Int64? {
+        try await copy(from: source, to: destination).size
+    }
     public func exists(_ key: ObjectKey) async throws -> Bool {
         do {
             _ = try await head(key)

@@ -189,14 +189,39 @@ public final class S3ObjectStore: ObjectStore {
         if sourceInfo.size > configuration.multipartCopyThreshold {
             return try await multipartCopy(from: source, size: sourceInfo.size, contentType: contentType, to: destination)
         }
+        let result = try await singleCopy(from: source, to: destination)
+        return ObjectInfo(key: destination, size: sourceInfo.size, etag: result.etag, lastModified: result.lastModified)
+    }
+
+    /// One CopyObject without a HEAD first, while the multipart threshold is at least S3's 5 GiB
+    /// single-copy limit: S3 refuses a larger source (400), and only then is the size looked up
+    /// and the copy done in parts. Returns nil (the size is not in CopyObject's answer).
+    @discardableResult
+    public func quickCopy(from source: ObjectKey, to destination: ObjectKey) async throws -> Int64? {
+        guard configuration.multipartCopyThreshold >= Self.singleCopyLimit else {
+            return try await copy(from: source, to: destination).size
+        }
+        do {
+            _ = try await singleCopy(from: source, to: destination)
+            return nil
+        } catch let error as ObjectStorageError where error.code == .failed && error.status == 400 {
+            let (sourceInfo, contentType) = try await headObject(source)
+            guard sourceInfo.size > Self.singleCopyLimit else { throw error }
+            return try await multipartCopy(from: source, size: sourceInfo.size, contentType: contentType, to: destination).size
+        }
+    }
+
+    /// The largest object one CopyObject copies (5 GiB).
+    static let singleCopyLimit: Int64 = 5 * 1024 * 1024 * 1024
+
+    private func singleCopy(from source: ObjectKey, to destination: ObjectKey) async throws -> S3CopyResult {
         let request = S3Request(method: .PUT, key: fullKey(destination), headers: [("x-amz-copy-source", copySource(source))])
-        let result = try await withRetries(operation: "copy \(source) → \(destination)") { _ in
+        return try await withRetries(operation: "copy \(source) → \(destination)") { _ in
             let response = try await self.execute(request, operation: "copy \(source) → \(destination)", deadline: nil)
             let body = try await response.body.collect(upTo: Self.maxResponseBody)
             // A 200 may still carry an <Error>: the copy failed after the headers went out.
             return try S3CopyResult.parse(Data(buffer: body))
         }
-        return ObjectInfo(key: destination, size: sourceInfo.size, etag: result.etag, lastModified: result.lastModified)
     }
 
     public func delete(_ key: ObjectKey) async throws {

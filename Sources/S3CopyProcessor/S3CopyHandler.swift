@@ -64,16 +64,16 @@ public struct S3CopyHandler: MessageHandler {
 
         var events: [EventEnvelope] = []
         for pair in pairs {
-            let info: ObjectInfo
+            let bytes: Int64?
             do {
-                info = try await store.copy(from: pair.source, to: pair.destination)
+                bytes = try await store.quickCopy(from: pair.source, to: pair.destination)
             } catch let error as ObjectStorageError where error.code == .notFound {
                 // Deleted between the check and the copy.
                 return try notFound(task, missing: [pair.source.rawValue], logger: message.logger)
             }
             let detail = FileCopiedDetail(
                 sourceDocumentID: task.sourceDocumentID, exhibitID: task.exhibitID, fileName: pair.file.name,
-                sourceKey: pair.source.rawValue, destinationKey: pair.destination.rawValue, bytes: info.size)
+                sourceKey: pair.source.rawValue, destinationKey: pair.destination.rawValue, bytes: bytes)
             switch pair.file.kind {
             case .rendition:
                 events.append(try task.event(.documentCopied, source: Self.eventSource, detail: detail))

@@ -91,6 +91,22 @@ func awsListKeys(_ store: S3ObjectStore, _ environment: [String: String]) async 
         }
     }
 
+    @Test func quickCopyIsOneRequestAndAsFaithfulAsCopy() async throws {
+        try await withMotoBucket { store, _ in
+            let source = try ObjectKey("case_1/documents/1/a b+c.pdf")
+            let destination = try ObjectKey("case_2/documents/9/a b+c.pdf")
+            let bytes = Data((0..<70_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+            try await store.put(source, bytes)
+            let size = try await store.quickCopy(from: source, to: destination)
+            #expect(size == nil, "S3's CopyObject does not report the size, and no HEAD was spent on it")
+            #expect(try await store.get(destination) == bytes)
+            // The file store learns the size with the copy and reports it.
+            let file = FileObjectStore(directory: NSTemporaryDirectory() + "exch-qc-\(UUID().uuidString)")
+            try await file.put(source, bytes)
+            #expect(try await file.quickCopy(from: source, to: destination) == Int64(bytes.count))
+        }
+    }
+
     @Test func notFoundIsTyped() async throws {
         try await withMotoBucket { store, _ in
             let missing = try ObjectKey("no/such key")
@@ -98,6 +114,7 @@ func awsListKeys(_ store: S3ObjectStore, _ environment: [String: String]) async 
             await expectStorageError(.notFound) { try await store.get(missing) }
             await expectStorageError(.notFound) { try await store.stream(missing) }
             await expectStorageError(.notFound) { try await store.copy(from: missing, to: try ObjectKey("x")) }
+            await expectStorageError(.notFound) { try await store.quickCopy(from: missing, to: try ObjectKey("x")) }
             await expectStorageError(.notFound) { try await store.download(missing, to: "/tmp/exch-never-\(UUID().uuidString)") }
             #expect(try await !store.exists(missing))
             try await store.delete(missing)  // fine

@@ -322,7 +322,7 @@ func destinationKey(_ document: Int64, _ name: String? = nil) throws -> ObjectKe
                 // An idle worker parked in a long poll stops promptly too.
                 try await broker.createQueue("uploader-none")
                 let idle = try WorkerProcessHandle("exchanger-s3-copy", ["--queue", "uploader-none", "--database", url, "--storage-url", "file://" + directory.path])
-                #expect(try await eventually { idle.log(containing: "worker started") })
+                #expect(await eventually { idle.log(containing: "worker started") })
                 try await Task.sleep(for: .milliseconds(500))
                 #expect(!idle.log(containing: "worker exits"), "parked in its long poll, not gone")
                 let started = ContinuousClock.now
