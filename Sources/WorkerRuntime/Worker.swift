@@ -39,8 +39,7 @@ public final class Worker: Sendable {
         self.handler = handler
         self.configuration = configuration
         self.stager = stager
-        var logger = logger
-        logger[metadataKey: "program"] = .string(configuration.program)
+        // `program` in every line is the executable's (set by the log handler).
         self.logger = logger
         self.metrics = WorkerMetrics(program: configuration.program)
     }
