@@ -129,12 +129,7 @@ struct BrokerProcessTests {
 
     @Test("PostgreSQL restarted under a running consumer: it reconnects and finishes the work")
     func postgresRestart() async throws {
-        let dataDirectory = try #require(ProcessInfo.processInfo.environment["EXCHANGER_TEST_RESTART_POSTGRES_DATA"],
-            "EXCHANGER_TEST_RESTART_POSTGRES_DATA is not set: run scripts/test")
-        let pgCtl = try #require(ProcessInfo.processInfo.environment["EXCHANGER_TEST_PG_CTL"])
-        let user = ProcessInfo.processInfo.environment["EXCHANGER_TEST_PG_USER"] ?? "postgres"
-        let logFile = ProcessInfo.processInfo.environment["EXCHANGER_TEST_RESTART_POSTGRES_LOG"] ?? "/dev/null"
-        try await withTestDatabase(.postgres, serverVariable: "EXCHANGER_TEST_RESTART_POSTGRES_URL") { url in
+        try await RestartablePostgres.withDatabase { url in
             let broker = try await Broker.connect(url: url)
             try await broker.createQueue("work", attributes: QueueAttributes(visibilityTimeout: .seconds(5), maxReceiveCount: 10))
             let first = try await broker.sendBatch("work", (0..<100).map { OutgoingMessage(body: "before-\($0)") })
@@ -150,10 +145,7 @@ struct BrokerProcessTests {
             #expect(await eventually { lines.withLock { $0.count } >= 10 })
             let doneAtRestart = lines.withLock { $0.count }
 
-            let restart = try ChildProcess(executable: "/usr/sbin/runuser", arguments: [
-                "-u", user, "--", pgCtl, "-D", dataDirectory, "-l", logFile, "-w", "-m", "fast", "restart",
-            ], stdout: .discard, stderr: .discard, newProcessGroup: false)
-            #expect(try await restart.wait() == 0)
+            try await RestartablePostgres.restart()
 
             // The test's own broker reconnects too: its pool replaces the dead connections.
             var second: [String] = []

@@ -179,3 +179,56 @@ extension TestEnvironment {
         return value
     }
 }
+
+/// The second PostgreSQL server of `scripts/test`, which tests restart. Tests that use it hold
+/// it exclusively (they run in one process, in parallel), so one test's restart never lands in
+/// another's work.
+public enum RestartablePostgres {
+    private static let lock = AsyncLock()
+
+    /// Runs `body` with a fresh database on the restartable server, holding the server alone.
+    public static func withDatabase<T: Sendable>(_ body: (String) async throws -> T) async throws -> T {
+        await lock.acquire()
+        do {
+            let result = try await withTestDatabase(.postgres, serverVariable: "EXCHANGER_TEST_RESTART_POSTGRES_URL", body)
+            await lock.release()
+            return result
+        } catch {
+            await lock.release()
+            throw error
+        }
+    }
+
+    /// `pg_ctl restart -m fast` as the server's owner: connections are cut, in-flight transactions
+    /// rolled back, and the server comes back at the same address.
+    public static func restart() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let dataDirectory = try TestEnvironment.required("EXCHANGER_TEST_RESTART_POSTGRES_DATA")
+        let pgCtl = try TestEnvironment.required("EXCHANGER_TEST_PG_CTL")
+        let user = environment["EXCHANGER_TEST_PG_USER"] ?? "postgres"
+        let logFile = environment["EXCHANGER_TEST_RESTART_POSTGRES_LOG"] ?? "/dev/null"
+        let restart = try ChildProcess(executable: "/usr/sbin/runuser", arguments: [
+            "-u", user, "--", pgCtl, "-D", dataDirectory, "-l", logFile, "-w", "-m", "fast", "restart",
+        ], stdout: .discard, stderr: .discard, newProcessGroup: false)
+        let status = try await restart.wait()
+        guard status == 0 else { throw TestSetupError(message: "pg_ctl restart exited with \(status)") }
+    }
+}
+
+/// A FIFO lock for async code.
+actor AsyncLock {
+    private var held = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func acquire() async {
+        if !held {
+            held = true
+            return
+        }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func release() {
+        if waiters.isEmpty { held = false } else { waiters.removeFirst().resume() }
+    }
+}

@@ -296,6 +296,48 @@ func destinationKey(_ document: Int64, _ name: String? = nil) throws -> ObjectKe
         }
     }
 
+    @Test func aPostgresRestartUnderAWorkerLosesAndDuplicatesNothing() async throws {
+        try await withTemporaryDirectory { directory in
+            try await RestartablePostgres.withDatabase { url in
+                let broker = try await Broker.connect(url: url)
+                defer { Task { await broker.close() } }
+                let store = try await ObjectStorage.open("file://" + directory.path)
+                let count: Int64 = 400
+                try await writeDocuments(store, caseID: 10, documents: 1...count, size: 8 * 1024)
+                try await broker.createQueue("uploader")
+                try await broker.createQueue("copy", attributes: QueueAttributes(visibilityTimeout: .seconds(3), maxReceiveCount: 20))
+                _ = try await broker.sendBatch("copy", try (1...count).map { try copyTask($0).outgoing() })
+                let worker = try WorkerProcessHandle(
+                    "exchanger-s3-copy",
+                    ["--queue", "copy", "--database", url, "--storage-url", "file://" + directory.path, "--batch-size", "10", "--concurrency", "2",
+                     "--wait", "1"],
+                    environment: ["EXCHANGER_WORKER_BACKOFF_BASE_SECONDS": "1", "EXCHANGER_WORKER_BACKOFF_CAP_SECONDS": "2"])
+                #expect(try await eventually(timeout: .seconds(30)) { try await broker.counters("uploader").visible >= 20 })
+                try await RestartablePostgres.restart()
+                let before = (try? await broker.counters("uploader").visible) ?? 0
+                #expect(before < Int(count), "the restart happened while work was left")
+
+                // Counters fail while the server comes back; the worker reconnects on its own.
+                let finished = await eventually(timeout: .seconds(90)) {
+                    ((try? await broker.counters("uploader").visible) ?? 0) == Int(count)
+                }
+                #expect(finished)
+                worker.signal(SIGTERM)
+                #expect(try await worker.wait() == 0)
+                #expect(worker.log(containing: "receive failed") || worker.log(containing: "could not"), "it did see the restart")
+
+                let forwarded = try await broker.drain("uploader", count: Int(count) + 10, timeout: .seconds(3))
+                let documents = try forwarded.map { try DocumentTask.decode($0.body).sourceDocumentID }
+                #expect(documents.count == Int(count))
+                #expect(Set(documents).count == Int(count), "each document handed on once")
+                let log = try await eventLog(broker)
+                #expect(log.filter { $0.type == "DOCUMENT_COPIED" }.count == Int(count))
+                #expect(try await broker.counters("copy").total == 0)
+                try await store.shutdown()
+            }
+        }
+    }
+
     @Test func sigtermDrainsAndExitsZero() async throws {
         try await withTemporaryDirectory { directory in
             try await withTestDatabase(.postgres) { url in
