@@ -60,16 +60,6 @@ struct MigrateCommand: AsyncParsableCommand {
     }
 }
 
-extension JSONLogHandler {
-    private static let bootstrapped = LockedFlag()
-
-    /// Bootstraps logging once per process (commands may run in tests in one process).
-    static func bootstrapOnce(program: String) {
-        guard bootstrapped.set() else { return }
-        bootstrap(program: program)
-    }
-}
-
 /// A flag that is set once.
 final class LockedFlag: @unchecked Sendable {
     private let lock = NSLock()

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// A swift-log handler writing one JSON object per line: `time`, `level`, `msg`, `program`, then
 /// the metadata (jobId, caseId, batchId, documentId, …) as top-level fields.
@@ -25,6 +26,18 @@ public struct JSONLogHandler: LogHandler {
     public static func bootstrap(program: String, stream: Stream = .standardError) {
         let level = ProcessInfo.processInfo.environment["EXCHANGER_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
         LoggingSystem.bootstrap { label in JSONLogHandler(label: label, program: program, level: level, stream: stream) }
+    }
+
+    private static let bootstrapped = Mutex(false)
+
+    /// Bootstraps swift-log with this handler the first time it is called in a process and does
+    /// nothing after that (commands and workers may run several times in one test process).
+    public static func bootstrapOnce(program: String, stream: Stream = .standardError) {
+        let first = bootstrapped.withLock { done in
+            defer { done = true }
+            return !done
+        }
+        if first { bootstrap(program: program, stream: stream) }
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {

@@ -33,7 +33,7 @@ public enum WorkerProcess {
         prepare: @Sendable (WorkerContext) async throws -> Void = { _ in },
         makeHandler: @Sendable (WorkerContext) async throws -> any MessageHandler
     ) async throws {
-        JSONLogHandler.bootstrapProcess(program: executable)
+        JSONLogHandler.bootstrapOnce(program: executable, stream: .standardOutput)
         let logger = Logger(label: "exchanger.\(program)")
         let configuration = try options.configuration(program: program, defaultQueue: defaultQueue, environment)
         ProcessSignals.install()
@@ -81,30 +81,5 @@ public enum WorkerProcess {
         try? await stagingStore?.shutdown()
         await broker.close()
         await metricsEndpoint?.close()
-    }
-}
-
-extension JSONLogHandler {
-    private static let processBootstrap = LockedBoxFlag()
-
-    /// Bootstraps JSON logging on stdout once per process.
-    public static func bootstrapProcess(program: String) {
-        guard processBootstrap.set() else { return }
-        bootstrap(program: program, stream: .standardOutput)
-    }
-}
-
-import ConcurrencySupport
-
-/// A flag that is set once.
-final class LockedBoxFlag: Sendable {
-    private let box = LockedBox(false)
-    /// Sets the flag; true the first time only.
-    func set() -> Bool {
-        box.withLock { value in
-            if value { return false }
-            value = true
-            return true
-        }
     }
 }
