@@ -58,19 +58,18 @@ public enum JSONValue: Sendable, Hashable, Codable {
 
     /// Encodes any `Encodable` into a `JSONValue`.
     public init(encoding value: some Encodable) throws {
-        let data = try EventCoding.encoder.encode(value)
-        self = try EventCoding.decoder.decode(JSONValue.self, from: data)
+        self = try EventCoding.sharedDecoder.decode(JSONValue.self, from: try EventCoding.sharedEncoder.encode(value))
     }
 
     /// Decodes this value into `type`.
     public func decode<T: Decodable>(_ type: T.Type) throws -> T {
-        let data = try EventCoding.encoder.encode(self)
-        return try EventCoding.decoder.decode(type, from: data)
+        try EventCoding.sharedDecoder.decode(type, from: try EventCoding.sharedEncoder.encode(self))
     }
 }
 
 /// The JSON coders every event and task body uses: ISO 8601 dates with milliseconds, sorted keys.
 public enum EventCoding {
+    /// A new encoder with the event settings (callers may change their copy).
     public static var encoder: JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -81,6 +80,7 @@ public enum EventCoding {
         return encoder
     }
 
+    /// A new decoder with the event settings.
     public static var decoder: JSONDecoder {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .custom { decoder in
@@ -105,13 +105,18 @@ public enum EventCoding {
         return try? Date(text, strategy: .iso8601)
     }
 
+    // One configured pair shared by the calls below (never changed after creation), instead of a
+    // new coder per event on the workers' hot path.
+    static let sharedEncoder = encoder
+    static let sharedDecoder = decoder
+
     /// Encodes `value` as a UTF-8 JSON string.
     public static func string(_ value: some Encodable) throws -> String {
-        String(decoding: try encoder.encode(value), as: UTF8.self)
+        String(decoding: try sharedEncoder.encode(value), as: UTF8.self)
     }
 
     /// Decodes `type` from a JSON string.
     public static func decode<T: Decodable>(_ type: T.Type, from text: String) throws -> T {
-        try decoder.decode(type, from: Data(text.utf8))
+        try sharedDecoder.decode(type, from: Data(text.utf8))
     }
 }
