@@ -15,6 +15,8 @@ let package = Package(
         .executable(name: "exchanger-s3-copy", targets: ["exchanger-s3-copy"]),
         .executable(name: "exchanger-status-update", targets: ["exchanger-status-update"]),
         .executable(name: "exchanger-dlq", targets: ["exchanger-dlq"]),
+        .executable(name: "exchanger-supervisor", targets: ["exchanger-supervisor"]),
+        .executable(name: "exchanger-exec", targets: ["exchanger-exec"]),
         .library(name: "Broker", targets: ["Broker"]),
     ],
     dependencies: [
@@ -38,6 +40,9 @@ let package = Package(
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"]), .brew(["sqlite"])]
         ),
+
+        // Linux calls the Glibc module does not export (prctl subreaper, pipe2).
+        .target(name: "CSystemShims"),
 
         // Threads for blocking work (the per-connection executor, runBlocking) and small locks.
         .target(name: "ConcurrencySupport", swiftSettings: strict),
@@ -122,12 +127,42 @@ let package = Package(
         .executableTarget(name: "exchanger-status-update", dependencies: ["StatusUpdateProcessor", "WorkerRuntime"], swiftSettings: strict),
         .executableTarget(name: "exchanger-dlq", dependencies: ["DeadLetterProcessor", "WorkerRuntime"], swiftSettings: strict),
 
+        // Control-plane rows in the broker database: per-exchange worker deployments, supervisors
+        // and their leases, the workers that run.
+        .target(
+            name: "Deployments",
+            dependencies: ["Broker", "DatabaseSupport", logging],
+            swiftSettings: strict
+        ),
+
+        // The supervisor: supervisor.conf, spawning and reaping, restarts, per-exchange
+        // deployments and autoscaling, the multiplexed log stream, its HTTP endpoint.
+        .target(
+            name: "Supervisor",
+            dependencies: [
+                "Broker", "ConcurrencySupport", "CSystemShims", "DatabaseSupport", "Deployments", "ExchangerLogging", "ProcessSupport",
+                "WorkerRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                logging,
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(name: "exchanger-supervisor", dependencies: ["Supervisor"], swiftSettings: strict),
+        // The C trampoline every supervised program starts through: parent-death signal, parent
+        // check, working directory, then execv (posix_spawn cannot set a parent-death signal).
+        .executableTarget(name: "exchanger-exec"),
+
         // The `exchanger` command line, as a library so it is testable; `exchanger` is its thin main.
         .target(
             name: "ExchangerCLI",
             dependencies: [
                 "Broker", "DatabaseSupport", "ProcessSupport", "ExchangerLogging", "ExchangerEvents", "ObjectStorage",
-                "WorkerRuntime", "S3CopyProcessor", "DeadLetterProcessor",
+                "WorkerRuntime", "S3CopyProcessor", "DeadLetterProcessor", "Deployments", "Supervisor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 logging,
             ],
@@ -155,6 +190,24 @@ let package = Package(
         .testTarget(
             name: "ObjectStorageTests",
             dependencies: ["ExchangerTestSupport", "ObjectStorage", "ProcessSupport", "exchanger"],
+            swiftSettings: strict
+        ),
+        // A small program the supervisor tests run: exits with chosen codes, crash-loops, ignores
+        // SIGTERM, forks grandchildren, prints partial lines.
+        .executableTarget(
+            name: "exchanger-test-child",
+            dependencies: ["ProcessSupport"],
+            path: "Tests/TestPrograms/exchanger-test-child",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SupervisorTests",
+            dependencies: [
+                "Broker", "ConcurrencySupport", "DatabaseSupport", "Deployments", "ExchangerEvents", "ExchangerTestSupport", "ExchangerLogging",
+                "ObjectStorage", "ProcessSupport", "Supervisor", "WorkerRuntime",
+                "exchanger", "exchanger-supervisor", "exchanger-exec", "exchanger-test-child",
+                "exchanger-s3-copy", "exchanger-status-update", "exchanger-dlq",
+            ],
             swiftSettings: strict
         ),
         .testTarget(

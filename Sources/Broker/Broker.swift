@@ -49,6 +49,15 @@ public struct BrokerConfiguration: Sendable {
     public init() {}
 }
 
+/// A point in the history of a notification name (see ``Broker/notificationMark(_:)``); only
+/// meaningful to the broker instance that made it.
+public struct NotificationMark: Sendable, Hashable {
+    /// The notification name.
+    public let name: String
+    let generation: UInt64
+    let sequence: Int64
+}
+
 /// A message broker with SQS queue semantics and an SNS-style topic, stored in PostgreSQL
 /// (`postgres://…`) or SQLite (`sqlite:///path`). Many processes may share one database.
 public final class Broker: Sendable {
@@ -455,6 +464,62 @@ public final class Broker: Sendable {
     public func transaction<T: Sendable>(_ body: @Sendable (BrokerTransaction) async throws -> T) async throws -> T {
         try await withSession(transactional: true) { session in
             try await body(BrokerTransaction(session: session, defaultTopic: configuration.defaultTopic))
+        }
+    }
+
+    // MARK: Notifications
+
+    /// Where a notification name stands now; ``waitForNotification(after:timeout:)`` returns as soon
+    /// as a notification of that name was sent after this point, also one sent before the wait begins.
+    /// Take the mark before looking at what the notification is about, then wait.
+    public func notificationMark(_ name: String) async throws -> NotificationMark {
+        try BrokerName.validate(name, kind: "notification")
+        try ensureOpen()
+        startWakeupsIfNeeded()
+        let key = BrokerNotification.payload(name)
+        let generation = await hub.generation(of: key)
+        let sequence = try await notificationSequence(name)
+        return NotificationMark(name: name, generation: generation, sequence: sequence)
+    }
+
+    /// Waits until a transaction sends a notification of `name` (``BrokerTransaction/notify(_:)``),
+    /// in this process or another, or until `timeout` passes; returns early on cancellation too.
+    /// May also return early without a notification (the PostgreSQL listener reconnected), never late.
+    public func waitForNotification(_ name: String, timeout: Duration) async throws {
+        try await waitForNotification(after: notificationMark(name), timeout: timeout)
+    }
+
+    /// Waits until a notification of `mark.name` was sent after `mark` was taken, or until
+    /// `timeout` passes (see ``waitForNotification(_:timeout:)``).
+    public func waitForNotification(after mark: NotificationMark, timeout: Duration) async throws {
+        try ensureOpen()
+        startWakeupsIfNeeded()
+        let key = BrokerNotification.payload(mark.name)
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        var generation = mark.generation
+        while true {
+            switch dialect {
+            case .postgres:
+                // The listener bumps the name's generation for each `@name` payload.
+                if await hub.generation(of: key) != mark.generation { return }
+            case .sqlite:
+                // Every commit anywhere wakes the hub; only a changed count is a notification.
+                generation = await hub.generation(of: key)
+                if try await notificationSequence(mark.name) != mark.sequence { return }
+            }
+            let now = clock.now
+            if now >= deadline || Task.isCancelled { return }
+            try ensureOpen()
+            await hub.wait(for: key, after: generation, timeout: deadline - now)
+        }
+    }
+
+    /// SQLite: how many notifications of `name` were sent so far (PostgreSQL: 0, not counted).
+    private func notificationSequence(_ name: String) async throws -> Int64 {
+        guard dialect == .sqlite else { return 0 }
+        return try await withSession(transactional: false) { session in
+            try await session.query(BrokerNotification.sqliteSequence, [.text(name)]).first?["seq"].int64 ?? 0
         }
     }
 

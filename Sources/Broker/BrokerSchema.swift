@@ -14,6 +14,7 @@ enum BrokerSchema {
     static let migrations: [Migration] = [
         Migration(version: 1, name: "broker", postgres: postgresV1, sqlite: sqliteV1),
         Migration(version: 2, name: "dead letters, event log by job and type", postgres: postgresV2, sqlite: sqliteV2),
+        Migration(version: 3, name: "supervisor deployments and workers", postgres: postgresV3, sqlite: sqliteV3),
     ]
 
     static let postgresV1 = #"""
@@ -240,5 +241,118 @@ enum BrokerSchema {
 
     CREATE INDEX broker_events_job_type ON broker_events
         (json_extract(attributes, '$.jobId.value'), json_extract(attributes, '$.eventType.value'));
+    """#
+
+    // MARK: Version 3
+
+    /// The control-plane rows the orchestrator and the supervisors share (module `Deployments`):
+    /// one deployment per (exchange, program) — "run program P on queue Q between min and max
+    /// processes, desired state running|stopped" — with the supervisor that owns it and that
+    /// ownership's lease; one row per supervisor with its heartbeat lease; one row per worker
+    /// process a supervisor runs (`deployment_id` is '' for global programs). Leases are compared
+    /// with the database clock. The UNIQUE (exchange_id, program) index leads with exchange_id, so it
+    /// is also the index for lookups by exchange.
+    static let postgresV3 = #"""
+    CREATE TABLE exchanger_deployments (
+        id text PRIMARY KEY CHECK (id <> ''),
+        exchange_id text NOT NULL CHECK (exchange_id <> ''),
+        program text NOT NULL CHECK (program <> ''),
+        queue text NOT NULL CHECK (queue <> ''),
+        min_procs integer NOT NULL CHECK (min_procs >= 0),
+        max_procs integer NOT NULL,
+        messages_per_proc integer NULL CHECK (messages_per_proc IS NULL OR messages_per_proc >= 1),
+        desired_state text NOT NULL DEFAULT 'running' CHECK (desired_state IN ('running', 'stopped')),
+        owner text NULL,
+        lease_expires_at timestamptz NULL,
+        target_procs integer NOT NULL DEFAULT 0,
+        running_procs integer NOT NULL DEFAULT 0,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        CHECK (max_procs >= min_procs),
+        UNIQUE (exchange_id, program)
+    );
+    CREATE INDEX exchanger_deployments_owner ON exchanger_deployments (owner) WHERE owner IS NOT NULL;
+
+    CREATE TABLE exchanger_supervisors (
+        id text PRIMARY KEY CHECK (id <> ''),
+        hostname text NOT NULL,
+        pid integer NOT NULL,
+        started_at timestamptz NOT NULL DEFAULT now(),
+        heartbeat_at timestamptz NOT NULL DEFAULT now(),
+        lease_expires_at timestamptz NOT NULL,
+        http_port integer NULL,
+        status text NOT NULL DEFAULT 'running'
+    );
+
+    CREATE TABLE exchanger_workers (
+        supervisor_id text NOT NULL,
+        program text NOT NULL,
+        instance integer NOT NULL CHECK (instance >= 0),
+        deployment_id text NOT NULL DEFAULT '',
+        pid integer NULL,
+        state text NOT NULL,
+        started_at timestamptz NULL,
+        restarts integer NOT NULL DEFAULT 0,
+        last_exit_status integer NULL,
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (supervisor_id, program, deployment_id, instance)
+    );
+    CREATE INDEX exchanger_workers_deployment ON exchanger_workers (deployment_id) WHERE deployment_id <> '';
+    """#
+
+    /// SQLite keeps times as INTEGER milliseconds since 1970, from the caller's clock (one host).
+    /// `broker_notifications` counts the notifications sent per name (``BrokerTransaction/notify(_:)``):
+    /// SQLite has no NOTIFY, so a waiter compares the count after every commit it notices.
+    static let sqliteV3 = #"""
+    CREATE TABLE exchanger_deployments (
+        id TEXT PRIMARY KEY CHECK (id <> ''),
+        exchange_id TEXT NOT NULL CHECK (exchange_id <> ''),
+        program TEXT NOT NULL CHECK (program <> ''),
+        queue TEXT NOT NULL CHECK (queue <> ''),
+        min_procs INTEGER NOT NULL CHECK (min_procs >= 0),
+        max_procs INTEGER NOT NULL,
+        messages_per_proc INTEGER NULL CHECK (messages_per_proc IS NULL OR messages_per_proc >= 1),
+        desired_state TEXT NOT NULL DEFAULT 'running' CHECK (desired_state IN ('running', 'stopped')),
+        owner TEXT NULL,
+        lease_expires_at INTEGER NULL,
+        target_procs INTEGER NOT NULL DEFAULT 0,
+        running_procs INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        CHECK (max_procs >= min_procs),
+        UNIQUE (exchange_id, program)
+    );
+    CREATE INDEX exchanger_deployments_owner ON exchanger_deployments (owner) WHERE owner IS NOT NULL;
+
+    CREATE TABLE exchanger_supervisors (
+        id TEXT PRIMARY KEY CHECK (id <> ''),
+        hostname TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        heartbeat_at INTEGER NOT NULL,
+        lease_expires_at INTEGER NOT NULL,
+        http_port INTEGER NULL,
+        status TEXT NOT NULL DEFAULT 'running'
+    );
+
+    CREATE TABLE exchanger_workers (
+        supervisor_id TEXT NOT NULL,
+        program TEXT NOT NULL,
+        instance INTEGER NOT NULL CHECK (instance >= 0),
+        deployment_id TEXT NOT NULL DEFAULT '',
+        pid INTEGER NULL,
+        state TEXT NOT NULL,
+        started_at INTEGER NULL,
+        restarts INTEGER NOT NULL DEFAULT 0,
+        last_exit_status INTEGER NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (supervisor_id, program, deployment_id, instance)
+    );
+    CREATE INDEX exchanger_workers_deployment ON exchanger_workers (deployment_id) WHERE deployment_id <> '';
+
+    CREATE TABLE broker_notifications (
+        name TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL DEFAULT 0
+    );
     """#
 }

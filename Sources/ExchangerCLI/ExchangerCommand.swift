@@ -3,13 +3,14 @@ import Broker
 import ExchangerLogging
 import Foundation
 import Logging
+import WorkerRuntime
 
 /// The `exchanger` command line.
 public struct ExchangerCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "exchanger",
         abstract: "Document Exchanger: copies documents between eDiscovery cases.",
-        subcommands: [MigrateCommand.self, QueuesCommand.self, StorageCommand.self, DLQCommand.self, BenchCommand.self]
+        subcommands: [MigrateCommand.self, QueuesCommand.self, StorageCommand.self, DLQCommand.self, BenchCommand.self, LogsCommand.self, PsCommand.self]
     )
 
     public init() {}
@@ -21,16 +22,12 @@ struct DatabaseOptions: ParsableArguments {
         name: .long,
         help: ArgumentHelp(
             "Broker database URL: postgres://user@host:port/db or sqlite:///path/to/file.db.",
-            discussion: "Defaults to the EXCHANGER_DATABASE_URL environment variable."))
+            discussion: "Defaults to the EXCHANGER_DATABASE_URL environment variable, else the file named by EXCHANGER_DATABASE_URL_FILE."))
     var database: String?
 
-    /// The URL from the option or the environment.
+    /// The URL from the option or the environment (the same rule as the workers').
     func url() throws -> String {
-        if let database, !database.isEmpty { return database }
-        if let fromEnvironment = ProcessInfo.processInfo.environment["EXCHANGER_DATABASE_URL"], !fromEnvironment.isEmpty {
-            return fromEnvironment
-        }
-        throw ValidationError("no broker database: pass --database URL or set EXCHANGER_DATABASE_URL")
+        try WorkerOptions.resolveDatabaseURL(option: database, environment: ProcessInfo.processInfo.environment)
     }
 
     func connect() async throws -> Broker {

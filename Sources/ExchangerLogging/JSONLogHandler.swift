@@ -13,7 +13,12 @@ public struct JSONLogHandler: LogHandler {
     private let stream: Stream
 
     /// Where the lines go.
-    public enum Stream: Sendable { case standardOutput, standardError }
+    public enum Stream: Sendable {
+        case standardOutput, standardError
+        /// Each line (without its newline) goes to this function: the supervisor puts its own
+        /// lines into the same ordered stream as its children's.
+        case custom(@Sendable (String) -> Void)
+    }
 
     public init(label: String, program: String, level: Logger.Level = .info, stream: Stream = .standardError) {
         self.label = label
@@ -56,9 +61,14 @@ public struct JSONLogHandler: LogHandler {
         for (key, value) in merged { object[key] = Self.json(value) }
         if let error = event.error { object["error"] = String(describing: error) }
         guard var data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
-        data.append(UInt8(ascii: "\n"))
-        let handle = stream == .standardOutput ? FileHandle.standardOutput : FileHandle.standardError
-        handle.write(data)
+        switch stream {
+        case .standardOutput, .standardError:
+            data.append(UInt8(ascii: "\n"))
+            let handle = if case .standardOutput = stream { FileHandle.standardOutput } else { FileHandle.standardError }
+            handle.write(data)
+        case .custom(let write):
+            write(String(decoding: data, as: UTF8.self))
+        }
     }
 
     private static func json(_ value: Logger.MetadataValue) -> Any {

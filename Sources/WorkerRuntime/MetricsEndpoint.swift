@@ -5,8 +5,22 @@ import NIOHTTP1
 import NIOPosix
 import Prometheus
 
-/// A tiny HTTP server for `GET /metrics` (Prometheus text format) and `GET /healthz`, started
-/// when a process is given a metrics port.
+/// The answer of an extra ``MetricsEndpoint`` route.
+public struct HTTPRouteResponse: Sendable {
+    public var status: Int
+    public var contentType: String
+    public var body: String
+
+    public init(status: Int, contentType: String = "text/plain; charset=utf-8", body: String) {
+        self.status = status
+        self.contentType = contentType
+        self.body = body
+    }
+}
+
+/// A tiny HTTP server for `GET /metrics` (Prometheus text format), `GET /healthz`, and any extra
+/// `GET` routes the process adds (the supervisor's `/readyz` and `/status`), started when a
+/// process is given a metrics port.
 public final class MetricsEndpoint: Sendable {
     /// The registry every instrument of this process reports to.
     public let registry: PrometheusCollectorRegistry
@@ -16,14 +30,17 @@ public final class MetricsEndpoint: Sendable {
 
     /// Bootstraps swift-metrics with a Prometheus factory (once per process) and listens on
     /// `host:port`.
-    public static func start(host: String = "0.0.0.0", port: Int, logger: Logger) async throws -> MetricsEndpoint {
+    public static func start(
+        host: String = "0.0.0.0", port: Int, logger: Logger,
+        routes: [String: @Sendable () async -> HTTPRouteResponse] = [:]
+    ) async throws -> MetricsEndpoint {
         let registry = PrometheusSetup.registry
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.pipeline.configureHTTPServerPipeline().flatMap {
-                    channel.pipeline.addHandler(MetricsHTTPHandler(registry: registry))
+                    channel.pipeline.addHandler(MetricsHTTPHandler(registry: registry, routes: routes))
                 }
             }
         let channel = try await bootstrap.bind(host: host, port: port).get()
@@ -57,14 +74,30 @@ private final class MetricsHTTPHandler: ChannelInboundHandler, Sendable {
     typealias OutboundOut = HTTPServerResponsePart
 
     let registry: PrometheusCollectorRegistry
-    init(registry: PrometheusCollectorRegistry) { self.registry = registry }
+    let routes: [String: @Sendable () async -> HTTPRouteResponse]
+    init(registry: PrometheusCollectorRegistry, routes: [String: @Sendable () async -> HTTPRouteResponse]) {
+        self.registry = registry
+        self.routes = routes
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case .head(let head) = unwrapInboundIn(data) else { return }
+        let path = head.uri.split(separator: "?").first.map(String.init) ?? head.uri
+        if head.method == .GET, let route = routes[path] {
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+            context.eventLoop.makeFutureWithTask { await route() }.whenSuccess { response in
+                handler.value.respond(
+                    context: bound.value, head: head, status: HTTPResponseStatus(statusCode: response.status),
+                    contentType: response.contentType, body: Array(response.body.utf8)
+                )
+            }
+            return
+        }
         let status: HTTPResponseStatus
         let body: [UInt8]
         var contentType = "text/plain; charset=utf-8"
-        switch (head.method, head.uri.split(separator: "?").first.map(String.init) ?? head.uri) {
+        switch (head.method, path) {
         case (.GET, "/metrics"):
             status = .ok
             body = registry.emitToBuffer()
@@ -76,6 +109,10 @@ private final class MetricsHTTPHandler: ChannelInboundHandler, Sendable {
             status = .notFound
             body = Array("not found\n".utf8)
         }
+        respond(context: context, head: head, status: status, contentType: contentType, body: body)
+    }
+
+    private func respond(context: ChannelHandlerContext, head: HTTPRequestHead, status: HTTPResponseStatus, contentType: String, body: [UInt8]) {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: contentType)
         headers.add(name: "Content-Length", value: String(body.count))

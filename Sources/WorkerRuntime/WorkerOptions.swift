@@ -4,7 +4,7 @@ import Foundation
 /// The options every worker executable takes. Each falls back to its environment variable, then
 /// to the default of ``WorkerConfiguration``.
 public struct WorkerOptions: ParsableArguments, Sendable {
-    @Option(help: "Broker database URL (default: EXCHANGER_DATABASE_URL).")
+    @Option(help: "Broker database URL (default: EXCHANGER_DATABASE_URL, else the file named by EXCHANGER_DATABASE_URL_FILE).")
     public var database: String?
 
     @Option(help: "Bound mode: serve exactly this queue.")
@@ -36,11 +36,33 @@ public struct WorkerOptions: ParsableArguments, Sendable {
     /// The environment the defaults come from (tests pass their own).
     public typealias Environment = [String: String]
 
-    /// The broker URL from the option or `EXCHANGER_DATABASE_URL`.
+    /// The broker URL from the option, `EXCHANGER_DATABASE_URL` or `EXCHANGER_DATABASE_URL_FILE`
+    /// (see ``resolveDatabaseURL(option:environment:)``).
     public func databaseURL(_ environment: Environment = ProcessInfo.processInfo.environment) throws -> String {
-        if let database, !database.isEmpty { return database }
+        try Self.resolveDatabaseURL(option: database, environment: environment)
+    }
+
+    /// The broker database URL every executable uses (workers, the CLI, the supervisor): `option`
+    /// (`--database`) if given, else `EXCHANGER_DATABASE_URL`, else the contents of the file named by
+    /// `EXCHANGER_DATABASE_URL_FILE` (a container secret such as `/run/secrets/exchanger-database-url`;
+    /// surrounding whitespace and the trailing newline are trimmed), so the password in the URL
+    /// never has to be an environment value.
+    /// - Throws: `ValidationError` when none is set, or the file cannot be read or is empty.
+    public static func resolveDatabaseURL(option: String?, environment: Environment) throws -> String {
+        if let option, !option.isEmpty { return option }
         if let url = environment["EXCHANGER_DATABASE_URL"], !url.isEmpty { return url }
-        throw ValidationError("no broker database: pass --database URL or set EXCHANGER_DATABASE_URL")
+        if let path = environment["EXCHANGER_DATABASE_URL_FILE"], !path.isEmpty {
+            let contents: String
+            do {
+                contents = try String(contentsOfFile: path, encoding: .utf8)
+            } catch {
+                throw ValidationError("cannot read EXCHANGER_DATABASE_URL_FILE '\(path)': \(error.localizedDescription)")
+            }
+            let url = contents.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !url.isEmpty else { throw ValidationError("EXCHANGER_DATABASE_URL_FILE '\(path)' is empty") }
+            return url
+        }
+        throw ValidationError("no broker database: pass --database URL or set EXCHANGER_DATABASE_URL (or EXCHANGER_DATABASE_URL_FILE)")
     }
 
     /// The staging store URL from the option or `EXCHANGER_STAGING_URL`, if any.

@@ -112,7 +112,7 @@ struct BrokerProcessTests {
             #expect(outputs.filter { $0.contains("applied migrations") }.count == 1)
             #expect(outputs.filter { $0.contains("up to date") }.count == 3)
             let broker = try await Broker.connect(url: url)
-            #expect(try await broker.schemaVersion() == 2, "every migration applied")
+            #expect(try await broker.schemaVersion() == 3, "every migration applied")
             await broker.close()
         }
     }
