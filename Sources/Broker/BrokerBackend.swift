@@ -7,6 +7,30 @@ public enum SQLDialect: String, Sendable {
     case postgres, sqlite
 }
 
+extension SQLDialect {
+    /// Statements are written with PostgreSQL's `$1` placeholders; SQLite spells them `?1`.
+    /// A `$` not followed by a digit is left alone.
+    public func placeholders(_ sql: String) -> String {
+        guard self == .sqlite else { return sql }
+        var result = ""
+        result.reserveCapacity(sql.utf8.count)
+        var previousWasDollar = false
+        for character in sql {
+            if previousWasDollar {
+                result.append(character.isNumber ? "?" : "$")
+                previousWasDollar = false
+            }
+            if character == "$" {
+                previousWasDollar = true
+                continue
+            }
+            result.append(character)
+        }
+        if previousWasDollar { result.append("$") }
+        return result
+    }
+}
+
 /// Filters for listing queues.
 public struct QueueFilter: Sendable, Hashable {
     public var namePrefix: String?

@@ -190,21 +190,6 @@ public struct DeadLetterStore: Sendable {
 
     /// `$1` → `?1` for SQLite.
     static func placeholders(_ sql: String, _ dialect: SQLDialect) -> String {
-        guard dialect == .sqlite else { return sql }
-        var result = ""
-        var previousWasDollar = false
-        for character in sql {
-            if previousWasDollar {
-                result.append(character.isNumber ? "?" : "$")
-                previousWasDollar = false
-            }
-            if character == "$" {
-                previousWasDollar = true
-                continue
-            }
-            result.append(character)
-        }
-        if previousWasDollar { result.append("$") }
-        return result
+        dialect.placeholders(sql)
     }
 }

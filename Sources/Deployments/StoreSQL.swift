@@ -76,23 +76,7 @@ struct StoreTransaction: Sendable {
 
     /// `$1` → `?1` for SQLite.
     static func placeholders(_ sql: String, _ dialect: SQLDialect) -> String {
-        guard dialect == .sqlite else { return sql }
-        var result = ""
-        result.reserveCapacity(sql.utf8.count)
-        var previousWasDollar = false
-        for character in sql {
-            if previousWasDollar {
-                result.append(character.isNumber ? "?" : "$")
-                previousWasDollar = false
-            }
-            if character == "$" {
-                previousWasDollar = true
-                continue
-            }
-            result.append(character)
-        }
-        if previousWasDollar { result.append("$") }
-        return result
+        dialect.placeholders(sql)
     }
 }
 

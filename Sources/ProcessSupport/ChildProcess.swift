@@ -74,8 +74,8 @@ public final class ChildProcess: @unchecked Sendable {
         let envp = merged.map { "\($0.key)=\($0.value)" }
 
         var childPID: pid_t = 0
-        let status = withCStrings(argv) { argvPointer in
-            withCStrings(envp) { envPointer in
+        let status = withCStringArray(argv) { argvPointer in
+            withCStringArray(envp) { envPointer in
                 posix_spawn(&childPID, executable, &fileActions, &attributes, argvPointer, envPointer)
             }
         }
@@ -170,7 +170,9 @@ public struct ChildProcessError: Error, CustomStringConvertible, Sendable {
     public var description: String { message }
 }
 
-private func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+/// Runs `body` with a NULL-terminated `char *[]` holding copies of `strings` (an argv or envp for
+/// `posix_spawn`); the copies are freed afterwards.
+public func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
     let pointers = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: strings.count + 1)
     for (index, string) in strings.enumerated() { (pointers + index).initialize(to: strdup(string)) }
     (pointers + strings.count).initialize(to: nil)

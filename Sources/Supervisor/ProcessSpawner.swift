@@ -1,6 +1,7 @@
 import ConcurrencySupport
 import CSystemShims
 import Foundation
+import ProcessSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -179,15 +180,4 @@ private final class SpawnThread: @unchecked Sendable {
         guard let result else { throw SpawnError(code: .spawnFailed, message: "spawn did not complete") }
         return try result.get()
     }
-}
-
-private func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
-    let pointers = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: strings.count + 1)
-    for (index, string) in strings.enumerated() { (pointers + index).initialize(to: strdup(string)) }
-    (pointers + strings.count).initialize(to: nil)
-    defer {
-        for index in 0..<strings.count { free(pointers[index]) }
-        pointers.deallocate()
-    }
-    return body(pointers)
 }

@@ -275,11 +275,17 @@ public actor Supervisor {
         case SIGHUP:
             await reloadConfiguration()
         case SIGUSR2:
-            do {
-                try multiplexer.reopenFiles()
+            // The multiplexer reopens the files of the pipes it reads now; the supervisor also
+            // holds every program's file, including those of programs between two processes.
+            var failures: [String] = []
+            do { try multiplexer.reopenFiles() } catch { failures.append("\(error)") }
+            for file in programFiles.values {
+                do { try file.reopen() } catch { failures.append("\(error)") }
+            }
+            if failures.isEmpty {
                 logger.info("log files reopened")
-            } catch {
-                logger.error("cannot reopen a log file", metadata: ["error": "\(error)"])
+            } else {
+                logger.error("cannot reopen a log file", metadata: ["errors": "\(failures)"])
             }
         default:
             break

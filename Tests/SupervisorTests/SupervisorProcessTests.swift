@@ -324,6 +324,46 @@ struct SupervisorProcessTests {
         }
     }
 
+    @Test func perProgramLogFilesGetTheLinesAndReopenOnSIGUSR2() async throws {
+        try await withTemporaryDirectory { directory in
+            let logs = directory.appendingPathComponent("logs")
+            let supervisor = try SupervisorHarness(config: Self.config("""
+                [program:chatty]
+                command = \(SupervisorHarness.child) lines 50
+                startsecs = 0
+                autorestart = true
+                backoff_max = 1
+                stdout_logfile = %(here)s/logs/%(program_name)s.log
+                stdout_logfile_maxbytes = 0
+                """, supervisor: "logfile = %(here)s/logs/all.log"), directory: directory)
+            defer { Task { await supervisor.cleanUp() } }
+            let programLog = logs.appendingPathComponent("chatty.log")
+            let combinedLog = logs.appendingPathComponent("all.log")
+            func lines(_ file: URL) -> [String] {
+                ((try? String(contentsOf: file, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+            }
+            try await SupervisorDeploymentTests.waitFor("the program's file") { lines(programLog).count >= 51 }
+            #expect(lines(programLog).allSatisfy { $0.hasPrefix(#"{"program":"chatty","instance":0,"pid":"#) })
+            #expect(lines(combinedLog).contains { $0.contains(#""msg":"supervisor started""#) })
+            #expect(lines(combinedLog).contains { $0.contains(#""program":"chatty""#) })
+
+            // External rotation: move the files away, SIGUSR2, and new lines go to fresh files.
+            let moved = logs.appendingPathComponent("chatty.log.old")
+            try FileManager.default.moveItem(at: programLog, to: moved)
+            let movedCount = lines(moved).count
+            supervisor.signal(SIGUSR2)
+            try await supervisor.waitFor("the reopen") { $0.string("msg") == "log files reopened" }
+            try await SupervisorDeploymentTests.waitFor("lines in the fresh file") { lines(programLog).count >= 51 }
+            // The moved file may still get the lines written before the reopen, then no more.
+            try await Task.sleep(for: .seconds(1.5))
+            let settled = lines(moved).count
+            try await Task.sleep(for: .seconds(1.5))
+            #expect(lines(moved).count == settled)
+            #expect(settled >= movedCount)
+            #expect(try await supervisor.stop() == 0)
+        }
+    }
+
     @Test func aMissingExecutableIsRetriedAndReported() async throws {
         try await withTemporaryDirectory { directory in
             let supervisor = try SupervisorHarness(config: Self.config("""
