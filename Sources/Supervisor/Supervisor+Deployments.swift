@@ -3,6 +3,27 @@ import Deployments
 import Foundation
 import Logging
 
+/// What a deployment pass read from the broker, applied by the event loop.
+struct ReconcileResult: Sendable {
+    /// The deployments this supervisor owns now.
+    var owned: [Deployment]
+    /// Visible messages per queue scaled on.
+    var visible: [String: Int]
+    /// The lease had expired: everything held before is given up first.
+    var leaseWasLost: Bool
+    /// Stopped deployments released in this pass.
+    var released: [String]
+}
+
+/// What the event loop hands to a deployment pass: the state to report.
+struct ReconcileSnapshot: Sendable {
+    var workers: [WorkerRecord]
+    var counts: [DeploymentCounts]
+    /// Stopped deployments this supervisor owns whose workers are all gone.
+    var releasable: [String]
+    var globalQueues: [String]
+}
+
 extension Supervisor {
     /// Wakes the event loop every `reconcile_interval`.
     func tickReconcile() async {
@@ -27,122 +48,71 @@ extension Supervisor {
         }
     }
 
-    /// One pass: heartbeat, expire dead supervisors, claim this supervisor's share of the
-    /// deployments, scale each (and every global program with a queue) on its queue depth, stop
-    /// what is no longer wanted or owned, release stopped deployments whose workers are gone, and
-    /// write back what runs.
-    func reconcile() async {
-        let now = ContinuousClock.now
-        guard let broker = brokerHandle else {
-            return
-        }
-        do {
-            let settings = configuration.supervisor
-            var owned: [String: Deployment] = [:]
-            if let store = deploymentStore {
-                do {
-                    try await store.heartbeat(id: identifier, lease: settings.leaseDuration, status: .running)
-                } catch let error as DeploymentError where error.code == .leaseLost {
-                    // Away longer than the lease (the database was unreachable, the host paused):
-                    // other supervisors may own these deployments now, so their workers stop here
-                    // before this supervisor registers again and claims a fresh share.
-                    logger.warning("this supervisor's lease expired; stopping its per-exchange workers and registering again", metadata: [
-                        "deployments": "\(ownedDeployments.count)",
-                    ])
-                    abandonDeployments()
-                    try await store.register(identity(), lease: settings.leaseDuration)
-                }
-                let expired = try await store.expireDeadSupervisors()
-                if !expired.isEmpty {
-                    logger.warning("supervisors' leases expired; their deployments are free to take over", metadata: ["supervisors": "\(expired)"])
-                }
-                for deployment in try await store.claim(supervisorID: identifier, lease: settings.leaseDuration) {
-                    owned[deployment.id] = deployment
-                }
+    /// Starts a deployment pass unless one is running (passes coalesce). The database work runs
+    /// in its own task, so a slow or unreachable database never holds up restarts, stops and
+    /// signals; its result comes back as an event and is applied by ``apply(_:)``.
+    func startReconcile() {
+        guard let broker = brokerHandle, !reconcileInFlight else { return }
+        reconcileInFlight = true
+        let snapshot = reconcileSnapshot()
+        let store = deploymentStore
+        let identity = identity()
+        let lease = configuration.supervisor.leaseDuration
+        let sink = eventSink
+        let logger = self.logger
+        Task {
+            let result: Result<ReconcileResult, any Error>
+            do {
+                result = .success(try await Self.readDeployments(
+                    broker: broker, store: store, identity: identity, lease: lease, snapshot: snapshot, logger: logger))
+            } catch {
+                result = .failure(error)
             }
-            let names = Set(owned.values.map(\.queue)).union(configuration.programs.compactMap(\.queue))
-            let counters = try await broker.counters(Array(names))
-            for (queue, counter) in counters { metrics.queueDepth(queue: queue, visible: Int(counter.visible)) }
-
-            // Global programs that scale on a queue.
-            for program in configuration.programs where program.scope == .global && program.autostart {
-                guard let queue = program.queue else { continue }
-                let group = GroupKey(program: program.name, deploymentID: "")
-                let visible = counters[queue].map { Int($0.visible) } ?? 0
-                var scaler = autoscalers[group] ?? Autoscaler(window: settings.scaleDownWindow)
-                let target = scaler.decide(visible: visible, messagesPerProc: program.messagesPerProc, min: program.minProcs, max: program.maxProcs, now: now)
-                autoscalers[group] = scaler
-                setTarget(group, program: program, deployment: nil, count: target)
-            }
-
-            // Deployments this supervisor owns.
-            for deployment in owned.values.sorted(by: { $0.id < $1.id }) {
-                let group = GroupKey(program: deployment.program, deploymentID: deployment.id)
-                guard let program = configuration.program(named: deployment.program), program.scope == .perExchange else {
-                    if ownedDeployments[deployment.id] == nil {
-                        logger.error("deployment names a program that supervisor.conf has no per-exchange section for", metadata: [
-                            "deploymentId": "\(deployment.id)", "program": "\(deployment.program)", "exchangeId": "\(deployment.exchangeID)",
-                        ])
-                    }
-                    ownedDeployments[deployment.id] = deployment
-                    continue
-                }
-                ownedDeployments[deployment.id] = deployment
-                let target: Int
-                if deployment.desiredState == .running {
-                    let visible = counters[deployment.queue].map { Int($0.visible) } ?? 0
-                    var scaler = autoscalers[group] ?? Autoscaler(window: settings.scaleDownWindow)
-                    target = scaler.decide(
-                        visible: visible, messagesPerProc: deployment.messagesPerProc ?? program.messagesPerProc,
-                        min: deployment.minProcs, max: deployment.maxProcs, now: now
-                    )
-                    autoscalers[group] = scaler
-                } else {
-                    target = 0
-                    autoscalers.removeValue(forKey: group)
-                }
-                setTarget(group, program: program, deployment: deployment, count: target)
-            }
-
-            // Deployments no longer owned (lease lost, row removed): stop their workers.
-            for (id, deployment) in ownedDeployments where owned[id] == nil {
-                logger.warning("deployment no longer owned by this supervisor; stopping its workers", metadata: [
-                    "deploymentId": "\(id)", "exchangeId": "\(deployment.exchangeID)",
-                ])
-                let group = GroupKey(program: deployment.program, deploymentID: id)
-                if let program = configuration.program(named: deployment.program) {
-                    setTarget(group, program: program, deployment: deployment, count: 0)
-                }
-                groupTargets.removeValue(forKey: group)
-                autoscalers.removeValue(forKey: group)
-                ownedDeployments.removeValue(forKey: id)
-            }
-
-            try await report(owned: owned)
-            lastReconcile = (ContinuousClock.now, nil)
-        } catch {
-            lastReconcile = (ContinuousClock.now, "\(error)")
-            logger.error("deployment pass failed; retrying at the next pass", metadata: ["error": "\(error)"])
+            sink.yield(.reconciled(result))
         }
     }
 
-    /// Stops the workers of every deployment this supervisor held and forgets them.
-    func abandonDeployments() {
-        for (id, deployment) in ownedDeployments {
-            let group = GroupKey(program: deployment.program, deploymentID: id)
-            if let program = configuration.program(named: deployment.program) {
-                setTarget(group, program: program, deployment: deployment, count: 0)
+    /// The database side of a pass: report what runs, renew the heartbeat (registering again
+    /// after a lost lease), expire dead supervisors, release finished stopped deployments, claim
+    /// this supervisor's share, read the queue depths.
+    static func readDeployments(
+        broker: Broker, store: DeploymentStore?, identity: SupervisorIdentity, lease: Duration,
+        snapshot: ReconcileSnapshot, logger: Logger
+    ) async throws -> ReconcileResult {
+        var owned: [Deployment] = []
+        var leaseWasLost = false
+        var released: [String] = []
+        if let store {
+            do {
+                try await store.heartbeat(id: identity.id, lease: lease, status: .running)
+                try await store.report(supervisorID: identity.id, deployments: snapshot.counts, workers: snapshot.workers)
+            } catch let error as DeploymentError where error.code == .leaseLost {
+                // Away longer than the lease (the database was unreachable, the host paused):
+                // other supervisors may own these deployments now, so their workers stop here
+                // and this supervisor registers again and claims a fresh share.
+                logger.warning("this supervisor's lease expired; stopping its per-exchange workers and registering again")
+                leaseWasLost = true
+                try await store.register(identity, lease: lease)
             }
-            groupTargets.removeValue(forKey: group)
-            autoscalers.removeValue(forKey: group)
+            let expired = try await store.expireDeadSupervisors()
+            if !expired.isEmpty {
+                logger.warning("supervisors' leases expired; their deployments are free to take over", metadata: ["supervisors": "\(expired)"])
+            }
+            if !leaseWasLost {
+                for id in snapshot.releasable where try await store.release(deploymentID: id, supervisorID: identity.id) {
+                    released.append(id)
+                }
+            }
+            owned = try await store.claim(supervisorID: identity.id, lease: lease)
         }
-        ownedDeployments.removeAll()
+        let queues = Set(owned.map(\.queue)).union(snapshot.globalQueues)
+        let counters = queues.isEmpty ? [:] : try await broker.counters(Array(queues))
+        return ReconcileResult(
+            owned: owned, visible: counters.mapValues { Int($0.visible) }, leaseWasLost: leaseWasLost, released: released)
     }
 
-    /// Writes this supervisor's workers and per-deployment counts, and releases stopped
-    /// deployments whose workers are all gone.
-    func report(owned: [String: Deployment]) async throws {
-        guard let store = deploymentStore else { return }
+    /// The state to report, taken when a pass starts.
+    func reconcileSnapshot() -> ReconcileSnapshot {
         let now = ContinuousClock.now
         var workers: [WorkerRecord] = []
         var running: [String: Int] = [:]
@@ -157,25 +127,113 @@ extension Supervisor {
             ))
         }
         var counts: [DeploymentCounts] = []
-        for (id, deployment) in owned {
+        var releasable: [String] = []
+        for (id, deployment) in ownedDeployments {
             let group = GroupKey(program: deployment.program, deploymentID: id)
             counts.append(DeploymentCounts(id: id, targetProcs: groupTargets[group] ?? 0, runningProcs: running[id] ?? 0))
+            if deployment.desiredState == .stopped, !slots.keys.contains(where: { $0.deploymentID == id }) {
+                releasable.append(id)
+            }
         }
-        try await store.report(supervisorID: identifier, deployments: counts, workers: workers)
-        for (id, deployment) in owned where deployment.desiredState == .stopped {
-            let alive = slots.keys.contains { $0.deploymentID == id }
-            guard !alive else { continue }
-            try await store.release(deploymentID: id, supervisorID: identifier)
-            let group = GroupKey(program: deployment.program, deploymentID: id)
-            groupTargets.removeValue(forKey: group)
-            ownedDeployments.removeValue(forKey: id)
-            logger.info("deployment stopped; released", metadata: ["deploymentId": "\(id)", "exchangeId": "\(deployment.exchangeID)"])
+        let globalQueues = configuration.programs.filter { $0.scope == .global && $0.autostart }.compactMap(\.queue)
+        return ReconcileSnapshot(workers: workers, counts: counts, releasable: releasable, globalQueues: globalQueues)
+    }
+
+    /// Applies a pass: scales global programs with a queue and every owned deployment, stops
+    /// what is stopped or no longer owned.
+    func apply(_ outcome: Result<ReconcileResult, any Error>) {
+        reconcileInFlight = false
+        let result: ReconcileResult
+        switch outcome {
+        case .success(let value):
+            result = value
+        case .failure(let error):
+            lastReconcile = (ContinuousClock.now, "\(error)")
+            logger.error("deployment pass failed; retrying at the next pass", metadata: ["error": "\(error)"])
+            return
         }
+        guard !draining else { return }
+        let now = ContinuousClock.now
+        let settings = configuration.supervisor
+        if result.leaseWasLost { abandonDeployments() }
+        for id in result.released {
+            if let deployment = ownedDeployments.removeValue(forKey: id) {
+                groupTargets.removeValue(forKey: GroupKey(program: deployment.program, deploymentID: id))
+                logger.info("deployment stopped; released", metadata: ["deploymentId": "\(id)", "exchangeId": "\(deployment.exchangeID)"])
+            }
+        }
+        for (queue, visible) in result.visible { metrics.queueDepth(queue: queue, visible: visible) }
+
+        // Global programs that scale on a queue.
+        for program in configuration.programs where program.scope == .global && program.autostart {
+            guard let queue = program.queue else { continue }
+            let group = GroupKey(program: program.name, deploymentID: "")
+            var scaler = autoscalers[group] ?? Autoscaler(window: settings.scaleDownWindow)
+            let target = scaler.decide(
+                visible: result.visible[queue] ?? 0, messagesPerProc: program.messagesPerProc,
+                min: program.minProcs, max: program.maxProcs, now: now)
+            autoscalers[group] = scaler
+            setTarget(group, program: program, deployment: nil, count: target)
+        }
+
+        // Deployments this supervisor owns.
+        var owned: [String: Deployment] = [:]
+        for deployment in result.owned { owned[deployment.id] = deployment }
+        for deployment in result.owned {
+            let group = GroupKey(program: deployment.program, deploymentID: deployment.id)
+            let known = ownedDeployments[deployment.id] != nil
+            ownedDeployments[deployment.id] = deployment
+            guard let program = configuration.program(named: deployment.program), program.scope == .perExchange else {
+                if !known {
+                    logger.error("deployment names a program that supervisor.conf has no per-exchange section for", metadata: [
+                        "deploymentId": "\(deployment.id)", "program": "\(deployment.program)", "exchangeId": "\(deployment.exchangeID)",
+                    ])
+                }
+                continue
+            }
+            let target: Int
+            if deployment.desiredState == .running {
+                var scaler = autoscalers[group] ?? Autoscaler(window: settings.scaleDownWindow)
+                target = scaler.decide(
+                    visible: result.visible[deployment.queue] ?? 0, messagesPerProc: deployment.messagesPerProc ?? program.messagesPerProc,
+                    min: deployment.minProcs, max: deployment.maxProcs, now: now)
+                autoscalers[group] = scaler
+            } else {
+                target = 0
+                autoscalers.removeValue(forKey: group)
+            }
+            setTarget(group, program: program, deployment: deployment, count: target)
+        }
+
+        // Deployments no longer owned (lease lost, row removed): stop their workers.
+        for (id, deployment) in ownedDeployments where owned[id] == nil {
+            logger.warning("deployment no longer owned by this supervisor; stopping its workers", metadata: [
+                "deploymentId": "\(id)", "exchangeId": "\(deployment.exchangeID)",
+            ])
+            forget(deployment)
+        }
+        lastReconcile = (ContinuousClock.now, nil)
+    }
+
+    /// Stops a deployment's workers and forgets it.
+    func forget(_ deployment: Deployment) {
+        let group = GroupKey(program: deployment.program, deploymentID: deployment.id)
+        if let program = configuration.program(named: deployment.program) {
+            setTarget(group, program: program, deployment: deployment, count: 0)
+        }
+        groupTargets.removeValue(forKey: group)
+        autoscalers.removeValue(forKey: group)
+        ownedDeployments.removeValue(forKey: deployment.id)
+    }
+
+    /// Stops the workers of every deployment this supervisor held and forgets them.
+    func abandonDeployments() {
+        for deployment in ownedDeployments.values { forget(deployment) }
     }
 
     /// SIGHUP: re-reads `supervisor.conf` and applies only the difference. A file that does not
     /// parse changes nothing.
-    func reloadConfiguration() async {
+    func reloadConfiguration() {
         let path = configuration.file
         let fresh: SupervisorConfiguration
         do {
@@ -188,7 +246,6 @@ extension Supervisor {
         logger.info("configuration reloaded", metadata: [
             "added": "\(changes.added)", "removed": "\(changes.removed)", "restart": "\(changes.restart)", "rescale": "\(changes.rescale)",
         ])
-        let old = configuration
         applyConfiguration(fresh)
         for name in changes.removed {
             for key in slots.keys where key.program == name { stopSlot(key, retire: true) }
@@ -197,9 +254,7 @@ extension Supervisor {
         for name in changes.restart {
             guard let program = fresh.program(named: name) else { continue }
             // Stop the old processes; the slots come back with the new settings once stopped.
-            for key in slots.keys where key.program == name {
-                replaceProgram(key, with: program, restart: true)
-            }
+            for key in slots.keys where key.program == name { replaceProgram(key, with: program, restart: true) }
         }
         for name in changes.rescale {
             guard let program = fresh.program(named: name) else { continue }
@@ -217,7 +272,6 @@ extension Supervisor {
             guard let program = fresh.program(named: name), program.scope == .global, program.autostart else { continue }
             setTarget(GroupKey(program: name, deploymentID: ""), program: program, deployment: nil, count: program.minProcs)
         }
-        _ = old
         reconcileNow()
     }
 }

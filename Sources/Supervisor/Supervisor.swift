@@ -44,6 +44,8 @@ public actor Supervisor {
         var retiring = false
         /// Its program's command or settings changed: start again with them once stopped.
         var restartAfterStop = false
+        /// Asked to run again while its process was stopping: start once the old one is gone.
+        var wantedAgain = false
         var startedAt: Date?
         var spawnedAt: ContinuousClock.Instant?
     }
@@ -55,6 +57,7 @@ public actor Supervisor {
         case killTimer(SlotKey, pid: Int32)
         case signal(Int32)
         case reconcile
+        case reconciled(Result<ReconcileResult, any Error>)
         case drainTimeout
     }
 
@@ -213,8 +216,9 @@ public actor Supervisor {
             logExit(slot, pid: pid, status: status)
             metrics.exited(program: key.program)
             perform(action, for: key)
-            if slot.restartAfterStop, !slot.retiring, slot.machine.isIdle {
+            if let current = slots[key], current.restartAfterStop || current.wantedAgain, !current.retiring, current.machine.isIdle {
                 slots[key]?.restartAfterStop = false
+                slots[key]?.wantedAgain = false
                 startSlot(key)
             }
             retireIfIdle(key)
@@ -243,7 +247,9 @@ public actor Supervisor {
             await handleSignal(signal)
         case .reconcile:
             guard !draining else { return }
-            await reconcile()
+            startReconcile()
+        case .reconciled(let result):
+            apply(result)
         case .drainTimeout:
             guard draining else { return }
             forced = !slots.isEmpty
@@ -273,7 +279,7 @@ public actor Supervisor {
             }
             advanceDrain()
         case SIGHUP:
-            await reloadConfiguration()
+            reloadConfiguration()
         case SIGUSR2:
             // The multiplexer reopens the files of the pipes it reads now; the supervisor also
             // holds every program's file, including those of programs between two processes.
@@ -345,6 +351,7 @@ public actor Supervisor {
                 slot.deployment = deployment ?? slot.deployment
                 if slot.retiring || !slot.machine.wanted {
                     slot.retiring = false
+                    if case .stopping = slot.machine.state { slot.wantedAgain = true }
                     slots[key] = slot
                     startSlot(key)
                 } else {

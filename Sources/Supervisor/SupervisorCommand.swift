@@ -111,6 +111,9 @@ public struct SupervisorCommand: AsyncParsableCommand {
                 configuration.sqliteChangePollInterval = .milliseconds(250)
                 configuration.maxConnections = 4
                 return try await Broker.connect(url: url, configuration: configuration, logger: logger)
+            } catch let error as BrokerError where error.code == .schemaOutdated {
+                // Not a matter of waiting: `exchanger migrate` has to run first.
+                throw error
             } catch {
                 guard ContinuousClock.now < deadline else { throw error }
                 logger.warning("broker not reachable yet; retrying", metadata: ["error": "\(error)", "url": "\(Broker.redact(url))"])

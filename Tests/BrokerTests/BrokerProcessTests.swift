@@ -111,8 +111,13 @@ struct BrokerProcessTests {
             }
             #expect(outputs.filter { $0.contains("applied migrations") }.count == 1)
             #expect(outputs.filter { $0.contains("up to date") }.count == 3)
+            // The one that applied listed every version; the newest is the schema version now.
+            let applied = outputs.first { $0.contains("applied migrations") }?
+                .split(separator: "\n").first { $0.contains("applied migrations:") }?
+                .split(separator: ",").last.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            #expect((applied ?? 0) >= 3)
             let broker = try await Broker.connect(url: url)
-            #expect(try await broker.schemaVersion() == 3, "every migration applied")
+            #expect(try await broker.schemaVersion() == applied, "every migration applied")
             await broker.close()
         }
     }
