@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "exchanger-dlq", targets: ["exchanger-dlq"]),
         .executable(name: "exchanger-supervisor", targets: ["exchanger-supervisor"]),
         .executable(name: "exchanger-exec", targets: ["exchanger-exec"]),
+        .executable(name: "exchanger-orchestrator", targets: ["exchanger-orchestrator"]),
         .library(name: "Broker", targets: ["Broker"]),
     ],
     dependencies: [
@@ -27,6 +28,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.25.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.5.0"),
+        // Hummingbird's own dependencies, named here because OrchestratorService imports them.
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
     ],
     targets: [
         // C libraries, through system-library targets (Debian: libpq-dev, libsqlite3-dev).
@@ -157,12 +162,52 @@ let package = Package(
         // check, working directory, then execv (posix_spawn cannot set a parent-death signal).
         .executableTarget(name: "exchanger-exec"),
 
+        // Per-case databases' schema (case migrations), synthetic cases (`exchanger case seed`),
+        // and the case-data copy engine (foreign-key walk, id map, COPY streaming, checkpoints).
+        .target(
+            name: "CaseData",
+            dependencies: [
+                "CaseDatabase", "ConcurrencySupport", "DatabaseSupport", "PostgresClient", "SQLiteClient", "ObjectStorage", logging,
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // The orchestrator's core: the exchange request, the persisted lifecycle state machine,
+        // provisioning, payload construction, completion and teardown.
+        .target(
+            name: "Orchestrator",
+            dependencies: [
+                "Broker", "DatabaseSupport", "Deployments", "ExchangerEvents", "CaseData", logging,
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // The orchestrator's HTTP API (Hummingbird) and its process: the API plus the lifecycle work loop.
+        .target(
+            name: "OrchestratorService",
+            dependencies: [
+                "Broker", "CaseData", "Deployments", "ExchangerEvents", "ExchangerLogging", "Orchestrator", "ProcessSupport", "WorkerRuntime",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                logging,
+            ],
+            exclude: ["openapi.yaml"],
+            swiftSettings: strict
+        ),
+        .executableTarget(name: "exchanger-orchestrator", dependencies: ["OrchestratorService"], swiftSettings: strict),
+
         // The `exchanger` command line, as a library so it is testable; `exchanger` is its thin main.
         .target(
             name: "ExchangerCLI",
             dependencies: [
                 "Broker", "DatabaseSupport", "ProcessSupport", "ExchangerLogging", "ExchangerEvents", "ObjectStorage",
-                "WorkerRuntime", "S3CopyProcessor", "DeadLetterProcessor", "Deployments", "Supervisor",
+                "WorkerRuntime", "S3CopyProcessor", "DeadLetterProcessor", "Deployments", "Supervisor", "CaseData",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 logging,
             ],
@@ -207,6 +252,33 @@ let package = Package(
                 "ObjectStorage", "ProcessSupport", "Supervisor", "WorkerRuntime",
                 "exchanger", "exchanger-supervisor", "exchanger-exec", "exchanger-test-child",
                 "exchanger-s3-copy", "exchanger-status-update", "exchanger-dlq",
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "CaseDataTests",
+            dependencies: [
+                "CaseData", "CaseDatabase", "DatabaseSupport", "ExchangerTestSupport", "ObjectStorage", "PostgresClient", "SQLiteClient",
+                "ProcessSupport", "exchanger",
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "OrchestratorTests",
+            dependencies: [
+                "Broker", "CaseData", "DatabaseSupport", "Deployments", "ExchangerEvents", "ExchangerTestSupport", "Orchestrator",
+                "ProcessSupport",
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "OrchestratorServiceTests",
+            dependencies: [
+                "Broker", "CaseData", "DatabaseSupport", "Deployments", "ExchangerTestSupport", "Orchestrator", "OrchestratorService",
+                "ProcessSupport", "exchanger-orchestrator", logging,
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),

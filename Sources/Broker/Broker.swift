@@ -97,6 +97,29 @@ public final class Broker: Sendable {
         return broker
     }
 
+    /// ``connect(url:configuration:logger:)``, retrying while the database is not reachable yet
+    /// (containers start together): waits 0.5 s doubling to 5 s, for at most `patience`. An
+    /// outdated schema is not retried: `exchanger migrate` has to run first.
+    public static func connectWhenAvailable(
+        url: String, configuration: BrokerConfiguration = .init(), patience: Duration = .seconds(60),
+        logger: Logger = Logger(label: "exchanger.broker")
+    ) async throws -> Broker {
+        var delay = Duration.milliseconds(500)
+        let deadline = ContinuousClock.now + patience
+        while true {
+            do {
+                return try await connect(url: url, configuration: configuration, logger: logger)
+            } catch let error as BrokerError where error.code == .schemaOutdated {
+                throw error
+            } catch {
+                guard ContinuousClock.now < deadline else { throw error }
+                logger.warning("broker not reachable yet; retrying", metadata: ["error": "\(error)", "url": "\(redact(url))"])
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+    }
+
     /// Applies every pending migration to the database at `url`. Safe when several processes run
     /// it at once: one applies, the others wait and find nothing left to do.
     /// - Returns: the versions this call applied.

@@ -15,6 +15,7 @@ enum BrokerSchema {
         Migration(version: 1, name: "broker", postgres: postgresV1, sqlite: sqliteV1),
         Migration(version: 2, name: "dead letters, event log by job and type", postgres: postgresV2, sqlite: sqliteV2),
         Migration(version: 3, name: "supervisor deployments and workers", postgres: postgresV3, sqlite: sqliteV3),
+        Migration(version: 4, name: "exchanges and their resources", postgres: postgresV4, sqlite: sqliteV4),
     ]
 
     static let postgresV1 = #"""
@@ -353,6 +354,97 @@ enum BrokerSchema {
     CREATE TABLE broker_notifications (
         name TEXT PRIMARY KEY,
         seq INTEGER NOT NULL DEFAULT 0
+    );
+    """#
+
+    // MARK: Version 4
+
+    /// The orchestrator's state (module `Orchestrator`): one row per exchange, moved only by
+    /// compare-and-set on `state` (and `version`), with the owner lease any replica takes to resume
+    /// it, the payload cursor and the counts; and every resource created for an exchange (queue,
+    /// subscription, deployment), recorded before it is created, so teardown never reconstructs a name.
+    static let postgresV4 = #"""
+    CREATE TABLE exchanges (
+        job_id text PRIMARY KEY CHECK (job_id <> ''),
+        idempotency_key text NOT NULL UNIQUE CHECK (idempotency_key <> ''),
+        request text NOT NULL,
+        source_case_id bigint NOT NULL,
+        destination_case_id bigint NOT NULL,
+        batch_id bigint NOT NULL,
+        state text NOT NULL CHECK (state IN ('ACCEPTED', 'PROVISIONING', 'COPYING_DATABASE', 'CONSTRUCTING_PAYLOAD',
+            'PROCESSING', 'DRAINING', 'TEARING_DOWN', 'FINISHED', 'FAILED', 'CANCELLED')),
+        teardown_target text NULL CHECK (teardown_target IS NULL OR teardown_target IN ('FAILED', 'CANCELLED')),
+        version bigint NOT NULL DEFAULT 1,
+        total_documents integer NULL,
+        payload_sent integer NOT NULL DEFAULT 0,
+        documents_copied integer NULL,
+        documents_not_found integer NULL,
+        documents_failed integer NULL,
+        stage_counts text NULL,
+        error text NULL,
+        owner text NULL,
+        lease_expires_at timestamptz NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        finished_at timestamptz NULL
+    );
+    CREATE INDEX exchanges_open ON exchanges (lease_expires_at, updated_at)
+        WHERE state NOT IN ('FINISHED', 'FAILED', 'CANCELLED');
+    CREATE INDEX exchanges_state ON exchanges (state, created_at);
+    CREATE INDEX exchanges_destination ON exchanges (destination_case_id, created_at);
+    CREATE INDEX exchanges_source ON exchanges (source_case_id, created_at);
+
+    CREATE TABLE exchange_resources (
+        job_id text NOT NULL REFERENCES exchanges (job_id) ON DELETE CASCADE,
+        kind text NOT NULL CHECK (kind IN ('queue', 'subscription', 'deployment')),
+        name text NOT NULL CHECK (name <> ''),
+        detail text NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        removed_at timestamptz NULL,
+        PRIMARY KEY (job_id, kind, name)
+    );
+    """#
+
+    /// Times are INTEGER milliseconds since 1970 from the caller's clock, as in version 3.
+    static let sqliteV4 = #"""
+    CREATE TABLE exchanges (
+        job_id TEXT PRIMARY KEY CHECK (job_id <> ''),
+        idempotency_key TEXT NOT NULL UNIQUE CHECK (idempotency_key <> ''),
+        request TEXT NOT NULL,
+        source_case_id INTEGER NOT NULL,
+        destination_case_id INTEGER NOT NULL,
+        batch_id INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('ACCEPTED', 'PROVISIONING', 'COPYING_DATABASE', 'CONSTRUCTING_PAYLOAD',
+            'PROCESSING', 'DRAINING', 'TEARING_DOWN', 'FINISHED', 'FAILED', 'CANCELLED')),
+        teardown_target TEXT NULL CHECK (teardown_target IS NULL OR teardown_target IN ('FAILED', 'CANCELLED')),
+        version INTEGER NOT NULL DEFAULT 1,
+        total_documents INTEGER NULL,
+        payload_sent INTEGER NOT NULL DEFAULT 0,
+        documents_copied INTEGER NULL,
+        documents_not_found INTEGER NULL,
+        documents_failed INTEGER NULL,
+        stage_counts TEXT NULL,
+        error TEXT NULL,
+        owner TEXT NULL,
+        lease_expires_at INTEGER NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        finished_at INTEGER NULL
+    );
+    CREATE INDEX exchanges_open ON exchanges (lease_expires_at, updated_at)
+        WHERE state NOT IN ('FINISHED', 'FAILED', 'CANCELLED');
+    CREATE INDEX exchanges_state ON exchanges (state, created_at);
+    CREATE INDEX exchanges_destination ON exchanges (destination_case_id, created_at);
+    CREATE INDEX exchanges_source ON exchanges (source_case_id, created_at);
+
+    CREATE TABLE exchange_resources (
+        job_id TEXT NOT NULL REFERENCES exchanges (job_id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('queue', 'subscription', 'deployment')),
+        name TEXT NOT NULL CHECK (name <> ''),
+        detail TEXT NULL,
+        created_at INTEGER NOT NULL,
+        removed_at INTEGER NULL,
+        PRIMARY KEY (job_id, kind, name)
     );
     """#
 }

@@ -2,60 +2,6 @@ import Broker
 import DatabaseSupport
 import Foundation
 
-/// The dialect-dependent pieces of a statement. Statements are written with PostgreSQL's `$n`
-/// placeholders (SQLite gets `?n`); times are `timestamptz` compared with the database clock in
-/// PostgreSQL, and INTEGER milliseconds from the caller's clock in SQLite (one host, so one clock),
-/// passed as one more parameter after the statement's own when the statement reads the time.
-final class SQLTime {
-    let postgres: Bool
-    private let nowParameter: Int
-    private(set) var readsClock = false
-
-    init(dialect: SQLDialect, parameters: Int) {
-        postgres = dialect == .postgres
-        nowParameter = parameters + 1
-    }
-
-    /// The current time.
-    var now: String {
-        if postgres { return "now()" }
-        readsClock = true
-        return "$\(nowParameter)"
-    }
-
-    /// The current time plus the milliseconds in parameter `index`.
-    func plus(_ index: Int) -> String {
-        postgres ? "(now() + $\(index)::bigint * interval '1 millisecond')" : "(\(now) + $\(index))"
-    }
-
-    /// The current time minus the milliseconds in parameter `index`.
-    func minus(_ index: Int) -> String {
-        postgres ? "(now() - $\(index)::bigint * interval '1 millisecond')" : "(\(now) - $\(index))"
-    }
-
-    /// A time column as milliseconds since 1970.
-    func milliseconds(_ column: String) -> String {
-        postgres ? "(extract(epoch FROM \(column)) * 1000)::bigint" : column
-    }
-
-    /// Milliseconds since 1970 in parameter `index` as a time value.
-    func time(_ index: Int) -> String {
-        postgres ? "to_timestamp($\(index)::bigint / 1000.0)" : "$\(index)"
-    }
-
-    /// A text parameter that may be NULL (PostgreSQL needs its type spelled out).
-    func nullableText(_ index: Int) -> String {
-        postgres ? "$\(index)::text" : "$\(index)"
-    }
-
-    /// A row-locking clause (`FOR UPDATE`, …): PostgreSQL only; SQLite write transactions are
-    /// serialized already (`BEGIN IMMEDIATE`).
-    func lock(_ clause: String) -> String { postgres ? clause : "" }
-
-    /// `IS DISTINCT FROM` (SQLite: `IS NOT`).
-    var distinct: String { postgres ? "IS DISTINCT FROM" : "IS NOT" }
-}
-
 /// A broker transaction with the store's statement conventions.
 struct StoreTransaction: Sendable {
     let tx: BrokerTransaction
@@ -67,11 +13,7 @@ struct StoreTransaction: Sendable {
     /// Runs the statement `sql` builds, with `binds` for `$1…$n`.
     @discardableResult
     func query(_ binds: [SQLValue] = [], _ sql: (SQLTime) -> String) async throws -> [SQLRow] {
-        let time = SQLTime(dialect: tx.dialect, parameters: binds.count)
-        let text = sql(time)
-        var all = binds
-        if time.readsClock { all.append(.integer(clock)) }
-        return try await tx.query(Self.placeholders(text, tx.dialect), all)
+        try await tx.query(clock: clock, binds, sql)
     }
 
     /// `$1` → `?1` for SQLite.

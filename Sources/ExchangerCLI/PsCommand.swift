@@ -28,7 +28,7 @@ struct PsCommand: AsyncParsableCommand {
         let supervisors = try await store.supervisors()
         let deployments = try await store.deployments(exchangeID: exchange)
         var workers = try await store.workers()
-        if let exchange {
+        if exchange != nil {
             let ids = Set(deployments.map(\.id))
             workers = workers.filter { $0.deploymentID.map(ids.contains) ?? false }
         }

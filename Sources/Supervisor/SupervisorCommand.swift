@@ -101,26 +101,12 @@ public struct SupervisorCommand: AsyncParsableCommand {
 
     /// Connects, retrying while the database is not up yet (containers start together).
     static func connect(url: String, logger: Logger) async throws -> Broker {
-        var delay = Duration.milliseconds(500)
-        let deadline = ContinuousClock.now + .seconds(60)
-        while true {
-            do {
-                // The supervisor needs no 10 ms wake-ups on SQLite: deployment changes can wait
-                // a quarter of a second, and the idle CPU stays low.
-                var configuration = BrokerConfiguration()
-                configuration.sqliteChangePollInterval = .milliseconds(250)
-                configuration.maxConnections = 4
-                return try await Broker.connect(url: url, configuration: configuration, logger: logger)
-            } catch let error as BrokerError where error.code == .schemaOutdated {
-                // Not a matter of waiting: `exchanger migrate` has to run first.
-                throw error
-            } catch {
-                guard ContinuousClock.now < deadline else { throw error }
-                logger.warning("broker not reachable yet; retrying", metadata: ["error": "\(error)", "url": "\(Broker.redact(url))"])
-                try await Task.sleep(for: delay)
-                delay = min(delay * 2, .seconds(5))
-            }
-        }
+        // The supervisor needs no 10 ms wake-ups on SQLite: deployment changes can wait a quarter
+        // of a second, and the idle CPU stays low.
+        var configuration = BrokerConfiguration()
+        configuration.sqliteChangePollInterval = .milliseconds(250)
+        configuration.maxConnections = 4
+        return try await Broker.connectWhenAvailable(url: url, configuration: configuration, logger: logger)
     }
 }
 

@@ -1,0 +1,154 @@
+import Foundation
+
+/// Which documents an exchange copies.
+public enum CaseDocumentSelection: Sendable, Hashable {
+    /// These document ids (ids missing in the source are ignored).
+    case documentIDs([Int64])
+    /// Every document carrying this label (a row of the table linking documents and labels).
+    case labelID(Int64)
+    /// Every document in this folder (a row of the table linking documents and folder tags).
+    case folderID(Int64)
+}
+
+/// The copy engine's settings; every size and duration has a default.
+///
+/// | environment variable | meaning | default |
+/// |---|---|---|
+/// | `EXCHANGER_CASE_COPY_CHUNK_BYTES` | bytes per chunk streamed from `COPY … TO STDOUT` | 262144 |
+/// | `EXCHANGER_CASE_COPY_PIPE_CHUNKS` | chunks buffered between the source and the destination COPY | 8 |
+/// | `EXCHANGER_CASE_COPY_SQLITE_BATCH_ROWS` | rows read and staged per statement (SQLite) | 500 |
+/// | `EXCHANGER_CASE_COPY_STATEMENT_TIMEOUT_SECONDS` | PostgreSQL `statement_timeout` of the copy's sessions (0: none) | 3600 |
+/// | `EXCHANGER_CASE_COPY_IDLE_TIMEOUT_SECONDS` | PostgreSQL `idle_in_transaction_session_timeout` (the source snapshot stays open while the destination writes; 0: none) | 3600 |
+/// | `EXCHANGER_CASE_COPY_SOURCE_EXHIBIT_FIELD` | name of the number custom field holding the source exhibit id | `Source Exhibit ID` |
+public struct CaseCopySettings: Sendable, Hashable {
+    /// The table the walk starts from.
+    public var rootTable = "documents"
+    /// The label table (selection by label: documents linked to it through a table referencing both).
+    public var labelTable = "labels"
+    /// The folder table (selection by folder, likewise).
+    public var folderTable = "folder_tags"
+    /// Tables merged into the destination's existing rows by a column (de-duplication by name)
+    /// instead of getting new rows.
+    public var mergeByColumn: [String: String] = [
+        "label_categories": "name", "folder_tags": "name", "confidentiality_codes": "name", "custom_fields": "name",
+    ]
+    /// Columns written as NULL on the copied rows.
+    public var clearedColumns: [String: [String]] = ["exhibits": ["document_properties"]]
+    /// The confidentiality codes table, its name and bit columns, and the bitmask column (in any
+    /// copied table) remapped to the destination's codes.
+    public var confidentialityTable = "confidentiality_codes"
+    /// The code name column (codes are matched by it).
+    public var confidentialityNameColumn = "name"
+    /// The code's bit position column.
+    public var confidentialityBitColumn = "bit_position"
+    /// The bitmask column remapped in every copied table that has it.
+    public var confidentialityBitmaskColumn = "confidentiality_status"
+    /// The exhibits table and the custom-field tables of the source-exhibit-id rule.
+    public var exhibitTable = "exhibits"
+    /// The custom field definitions.
+    public var customFieldTable = "custom_fields"
+    /// The custom field values (`custom_field_id`, `exhibit_id`, `number_value`).
+    public var customFieldValueTable = "custom_field_values"
+    /// The number custom field the source exhibit id is written to.
+    public var sourceExhibitField = "Source Exhibit ID"
+    /// The table listing each document's files (for the report's ``CaseDocumentMapping/files``).
+    public var variantTable = "document_variants"
+
+    /// Bytes per chunk of `COPY … TO STDOUT`.
+    public var copyChunkBytes = 256 * 1024
+    /// Chunks buffered between the source and the destination COPY.
+    public var pipeChunks = 8
+    /// Rows read and staged per statement on SQLite.
+    public var sqliteBatchRows = 500
+    /// `statement_timeout` of the copy's PostgreSQL sessions; nil for none.
+    public var statementTimeout: Duration? = .seconds(3600)
+    /// `idle_in_transaction_session_timeout` of the copy's PostgreSQL sessions; nil for none.
+    public var idleInTransactionTimeout: Duration? = .seconds(3600)
+
+    /// The defaults.
+    public init() {}
+
+    /// The defaults with the environment's overrides (see the table above).
+    /// - Throws: ``CaseDataError/Code/invalidArgument`` naming a malformed variable.
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        self.init()
+        func integer(_ name: String, _ range: ClosedRange<Int>) throws -> Int? {
+            guard let text = environment[name], !text.isEmpty else { return nil }
+            guard let value = Int(text), range.contains(value) else {
+                throw CaseDataError(.invalidArgument, "\(name)='\(text)' must be a whole number in \(range.lowerBound)…\(range.upperBound)")
+            }
+            return value
+        }
+        if let value = try integer("EXCHANGER_CASE_COPY_CHUNK_BYTES", 1024...(64 << 20)) { copyChunkBytes = value }
+        if let value = try integer("EXCHANGER_CASE_COPY_PIPE_CHUNKS", 1...1024) { pipeChunks = value }
+        if let value = try integer("EXCHANGER_CASE_COPY_SQLITE_BATCH_ROWS", 1...10_000) { sqliteBatchRows = value }
+        if let value = try integer("EXCHANGER_CASE_COPY_STATEMENT_TIMEOUT_SECONDS", 0...604_800) {
+            statementTimeout = value == 0 ? nil : .seconds(value)
+        }
+        if let value = try integer("EXCHANGER_CASE_COPY_IDLE_TIMEOUT_SECONDS", 0...604_800) {
+            idleInTransactionTimeout = value == 0 ? nil : .seconds(value)
+        }
+        if let value = environment["EXCHANGER_CASE_COPY_SOURCE_EXHIBIT_FIELD"], !value.isEmpty { sourceExhibitField = value }
+    }
+}
+
+/// What one table contributed to a copy.
+public struct CaseCopyTableReport: Sendable, Hashable, Codable {
+    /// The table.
+    public var table: String
+    /// Source rows the selection reached.
+    public var selectedRows: Int
+    /// Rows inserted into the destination by this run (0 for a table finished by an earlier run,
+    /// and for rows merged into existing destination rows).
+    public var insertedRows: Int
+    /// True when an earlier run of the job had finished the table (its checkpoint was reused).
+    public var resumed: Bool
+}
+
+/// A copied document: its id in the source and in the destination case, its exhibit and files.
+public struct CaseDocumentMapping: Sendable, Hashable, Codable {
+    /// The document's id in the source case.
+    public var sourceDocumentID: Int64
+    /// The new document's id in the destination case.
+    public var destinationDocumentID: Int64
+    /// Its (first) exhibit in the destination case, when it has one.
+    public var destinationExhibitID: Int64?
+    /// Its files as `document_variants` lists them (the names are the same in both cases).
+    public var files: [CaseDocumentFile]
+}
+
+/// One file of a document: a `document_variants` row.
+public struct CaseDocumentFile: Sendable, Hashable, Codable {
+    /// The object's file name under `case_{caseId}/documents/{documentId}/`.
+    public var name: String
+    /// `pdf` (the rendition), `native` or `text`.
+    public var variant: String
+}
+
+/// The outcome of ``CaseCopyEngine/copy(sourceCase:destinationCase:selection:jobID:)``.
+public struct CaseCopyReport: Sendable, Hashable, Codable {
+    /// The job the copy ran for.
+    public var jobID: String
+    /// The case copied from.
+    public var sourceCaseID: Int64
+    /// The case copied into.
+    public var destinationCaseID: Int64
+    /// Every table of the plan, in copy order.
+    public var tables: [CaseCopyTableReport]
+    /// Rows of the job in the destination's id map.
+    public var idMapSize: Int
+    /// The selected documents, old → new id, by source id.
+    public var documents: [CaseDocumentMapping]
+    /// Seconds the call took.
+    public var seconds: Double
+
+    /// Rows inserted by this run, all tables together.
+    public var insertedRows: Int { tables.reduce(0) { $0 + $1.insertedRows } }
+}
+
+/// What the orchestrator calls to copy case data (a protocol so it can be replaced in tests).
+public protocol CaseCopyEngine: Sendable {
+    /// Copies the selected documents and everything reachable from them; resumable and
+    /// idempotent per `jobID`.
+    func copy(sourceCase: Int64, destinationCase: Int64, selection: CaseDocumentSelection, jobID: String) async throws -> CaseCopyReport
+}

@@ -1,0 +1,618 @@
+import CaseDatabase
+import DatabaseSupport
+import Foundation
+import Logging
+import PostgresClient
+import SQLiteClient
+
+/// The case-data copy engine: copies selected documents and every row reachable from them from
+/// one case database into another (PostgreSQL → PostgreSQL or SQLite → SQLite).
+///
+/// - The foreign-key graph comes from the catalog; the walk starts at `documents`. Tables below
+///   it (rows referencing copied rows) and the parent rows they need (custodians, labels,
+///   categories, codes, folders, issues, fields) are copied parents first, so a schema change
+///   needs no code change.
+/// - Every copied row gets a new primary key from the destination (PostgreSQL sequence; SQLite
+///   max + 1) and every foreign key is rewritten through `exchange_id_map` in the destination,
+///   persisted per job: a re-run reuses the same new ids and inserts nothing twice.
+/// - The source is read in one snapshot (REPEATABLE READ, or one SQLite read transaction); on
+///   PostgreSQL rows stream with `COPY (SELECT …) TO STDOUT` → a staging table (`COPY FROM
+///   STDIN`) → `INSERT … SELECT … ON CONFLICT DO NOTHING`. Each table is one destination
+///   transaction ending with its row in `exchange_copy_checkpoints`; a re-run resumes at the first
+///   unfinished table.
+/// - Post-copy rules: `document_properties` cleared on the copied exhibits, the source exhibit id
+///   written to a number custom field of each copied exhibit, the `confidentiality_status` bitmask
+///   remapped to the destination's codes (by name), label categories, folder tags, confidentiality
+///   codes and custom fields merged into the destination's rows of the same name.
+///
+/// Self-referencing foreign keys are rewritten when the referenced row is copied too, but the
+/// walk does not add such rows by itself: a reference to an unselected row of the same table
+/// fails the copy with ``CaseDataError/Code/inconsistentSource``.
+public struct CaseDataCopier: CaseCopyEngine {
+    /// Called after each table's transaction committed, with the table and the rows it inserted
+    /// (progress reports; tests interrupt a copy by throwing here).
+    public typealias TableHook = @Sendable (_ table: String, _ insertedRows: Int) async throws -> Void
+
+    /// The case databases and the sessions' settings.
+    public let databases: CaseDatabases
+    /// Tables, rules, sizes and timeouts of the copy.
+    public let settings: CaseCopySettings
+    private let logger: Logger
+    private let afterTable: TableHook?
+
+    /// The checkpoint name of the post-copy rules step (after the last table).
+    public static let postCopyStep = "(post-copy rules)"
+
+    /// A copier over the case databases `locator` finds.
+    /// - Parameter afterTable: called after each table committed (see ``TableHook``).
+    public init(
+        locator: CaseDatabaseLocator, settings: CaseCopySettings = CaseCopySettings(),
+        logger: Logger = Logger(label: "exchanger.case-copy"), afterTable: TableHook? = nil
+    ) {
+        var configuration = CaseDatabasePool.defaultPostgresConfiguration
+        configuration.applicationName = "exchanger-case-copy"
+        configuration.statementTimeout = settings.statementTimeout
+        configuration.idleInTransactionTimeout = settings.idleInTransactionTimeout
+        self.databases = CaseDatabases(locator: locator, postgresConfiguration: configuration)
+        self.settings = settings
+        self.logger = logger
+        self.afterTable = afterTable
+    }
+
+    /// A copier over the same case databases as `databases` (its PostgreSQL session settings
+    /// get the copy's timeouts).
+    public init(
+        databases: CaseDatabases, settings: CaseCopySettings = CaseCopySettings(),
+        logger: Logger = Logger(label: "exchanger.case-copy"), afterTable: TableHook? = nil
+    ) {
+        self.init(locator: databases.locator, settings: settings, logger: logger, afterTable: afterTable)
+    }
+
+    /// Copies the selected documents of `sourceCase` with everything reachable from them into
+    /// `destinationCase`.
+    /// - Throws: ``CaseDataError``: `.invalidArgument` (same case, empty job id), `.notFound`
+    ///   (a case database is missing), `.invalidSchema`, `.database`, `.interrupted` (cancelled);
+    ///   an error thrown by the table hook as it is.
+    public func copy(sourceCase: Int64, destinationCase: Int64, selection: CaseDocumentSelection, jobID: String) async throws -> CaseCopyReport {
+        guard sourceCase != destinationCase else {
+            throw CaseDataError(.invalidArgument, "the source and destination case are the same (\(sourceCase))")
+        }
+        guard !jobID.isEmpty, jobID.utf8.count <= 200 else { throw CaseDataError(.invalidArgument, "the job id must be 1…200 bytes") }
+        let started = ContinuousClock.now
+        let source = try await databases.open(caseID: sourceCase)
+        let destination: CaseSQLConnection
+        do {
+            destination = try await databases.open(caseID: destinationCase)
+        } catch {
+            await source.close()
+            throw error
+        }
+        do {
+            guard source.kind == destination.kind else {
+                throw CaseDataError(.invalidArgument, "the source and destination databases are of different kinds")
+            }
+            let (tables, destinationTables) = try await run(source: source, destination: destination, selection: selection, jobID: jobID)
+            let documents = try await documentMappings(destination, jobID: jobID, tables: destinationTables)
+            let mapSize = try await destination.query("SELECT count(*) AS n FROM exchange_id_map WHERE job_id = $1", [.text(jobID)])
+                .first?["n"].int ?? 0
+            await source.close()
+            await destination.close()
+            let elapsed = ContinuousClock.now - started
+            let report = CaseCopyReport(
+                jobID: jobID, sourceCaseID: sourceCase, destinationCaseID: destinationCase, tables: tables, idMapSize: mapSize,
+                documents: documents, seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+            logger.info("case data copied", metadata: [
+                "jobId": "\(jobID)", "sourceCaseId": "\(sourceCase)", "caseId": "\(destinationCase)", "documents": "\(documents.count)",
+                "insertedRows": "\(report.insertedRows)", "seconds": "\(report.seconds)",
+            ])
+            return report
+        } catch {
+            await source.close()
+            await destination.close()
+            if error is CancellationError {
+                throw CaseDataError(.interrupted, "copy \(jobID) was cancelled; a re-run resumes at the first unfinished table")
+            }
+            throw CaseDatabases.wrap(error, "copy \(jobID)")
+        }
+    }
+
+    // MARK: The run
+
+    private func run(source: CaseSQLConnection, destination: CaseSQLConnection, selection: CaseDocumentSelection, jobID: String) async throws
+        -> ([CaseCopyTableReport], Set<String>)
+    {
+        let kind = source.kind
+        try await destination.execute(kind == .postgres ? CaseSchema.postgresV2 : CaseSchema.sqliteV2)
+        let sourceCatalog = try await CaseCatalog.load(source)
+        let destinationCatalog = try await CaseCatalog.load(destination)
+        var extraEdges: [(String, String)] = []
+        for table in sourceCatalog.tables.values where table.columns.contains(settings.confidentialityBitmaskColumn) {
+            extraEdges.append((settings.confidentialityTable, table.name))
+        }
+        let plan = try CopyPlan.make(
+            catalog: sourceCatalog, root: settings.rootTable, excluded: CaseSchema.bookkeepingTables, extraEdges: extraEdges)
+        var shapes: [String: TableShape] = [:]
+        for (index, name) in plan.order.enumerated() {
+            guard let table = plan.tables[name], let primaryKey = table.primaryKey else { continue }
+            guard let target = destinationCatalog.tables[name] else {
+                throw CaseDataError(.invalidSchema, "the destination case has no table '\(name)' (migrate it first)")
+            }
+            let sourceColumns = Set(table.columns)
+            let columns = target.columns.filter { sourceColumns.contains($0) }
+            guard columns.contains(primaryKey) else {
+                throw CaseDataError(.invalidSchema, "the destination table '\(name)' has no column '\(primaryKey)'")
+            }
+            let keys = table.foreignKeys.filter { key in
+                columns.contains(key.column) && plan.tables[key.referencedTable]?.primaryKey == key.referencedColumn
+            }
+            shapes[name] = TableShape(
+                name: name, index: index, primaryKey: primaryKey, columns: columns, foreignKeys: keys,
+                downward: plan.downward.contains(name))
+        }
+        let finished = Dictionary(
+            try await destination.query("SELECT table_name, rows FROM exchange_copy_checkpoints WHERE job_id = $1", [.text(jobID)])
+                .compactMap { row in row["table_name"].string.map { ($0, row["rows"].int ?? 0) } },
+            uniquingKeysWith: { first, _ in first })
+        let order = plan.order
+        let shapesByTable = shapes
+        let hasPostCopyStep = finished[Self.postCopyStep] != nil
+        let destinationTables = Set(destinationCatalog.tables.keys)
+
+        let reports = try await source.transaction(postgres: .repeatableRead, sqlite: .deferred) { source in
+            let shapes = shapesByTable
+            let counts = try await select(source: source, order: order, shapes: shapes, selection: selection)
+            var reports: [CaseCopyTableReport] = []
+            var remap: BitRemap?
+            for name in order {
+                guard let shape = shapes[name] else { continue }
+                try Task.checkCancellation()
+                let selected = counts[name] ?? 0
+                if finished[name] != nil {
+                    reports.append(CaseCopyTableReport(table: name, selectedRows: selected, insertedRows: 0, resumed: true))
+                    continue
+                }
+                if shape.columns.contains(settings.confidentialityBitmaskColumn), remap == nil {
+                    remap = try await bitRemap(source: source, destination: destination, jobID: jobID, available: shapes[settings.confidentialityTable] != nil)
+                }
+                let inserted = try await copyTable(
+                    shape, shapes: shapes, source: source, destination: destination, jobID: jobID, selected: selected, remap: remap)
+                logger.debug("table copied", metadata: ["jobId": "\(jobID)", "table": "\(name)", "selected": "\(selected)", "inserted": "\(inserted)"])
+                reports.append(CaseCopyTableReport(table: name, selectedRows: selected, insertedRows: inserted, resumed: false))
+                if let afterTable { try await afterTable(name, inserted) }
+            }
+            if !hasPostCopyStep {
+                try Task.checkCancellation()
+                try await postCopy(destination: destination, destinationTables: destinationTables, shapes: shapes, jobID: jobID, position: order.count)
+            }
+            return reports
+        }
+        return (reports, destinationTables)
+    }
+
+    /// The job's documents with their new exhibit and their files, by source id.
+    private func documentMappings(_ destination: CaseSQLConnection, jobID: String, tables: Set<String>) async throws -> [CaseDocumentMapping] {
+        let q = CaseSQLConnection.quote
+        let binds: [SQLValue] = [.text(jobID), .text(settings.rootTable)]
+        let exhibit = tables.contains(settings.exhibitTable)
+            ? "(SELECT min(e.id) FROM \(q(settings.exhibitTable)) e WHERE e.document_id = m.new_id)" : "NULL"
+        var mappings = try await destination.query(
+            "SELECT m.old_id, m.new_id, \(exhibit) AS exhibit_id FROM exchange_id_map m WHERE m.job_id = $1 AND m.table_name = $2 ORDER BY m.old_id",
+            binds
+        ).map {
+            CaseDocumentMapping(
+                sourceDocumentID: $0["old_id"].int64 ?? 0, destinationDocumentID: $0["new_id"].int64 ?? 0,
+                destinationExhibitID: $0["exhibit_id"].int64, files: [])
+        }
+        guard tables.contains(settings.variantTable) else { return mappings }
+        var files: [Int64: [CaseDocumentFile]] = [:]
+        for row in try await destination.query("""
+            SELECT v.document_id, v.file_name, v.variant_type FROM \(q(settings.variantTable)) v
+            JOIN exchange_id_map m ON m.job_id = $1 AND m.table_name = $2 AND m.new_id = v.document_id
+            ORDER BY v.document_id, v.id
+            """, binds)
+        {
+            guard let document = row["document_id"].int64, let name = row["file_name"].string else { continue }
+            files[document, default: []].append(CaseDocumentFile(name: name, variant: row["variant_type"].string ?? ""))
+        }
+        for index in mappings.indices { mappings[index].files = files[mappings[index].destinationDocumentID] ?? [] }
+        return mappings
+    }
+
+    // MARK: Selection (in the source snapshot)
+
+    /// Fills one temporary table of selected primary keys per table; returns the counts.
+    private func select(
+        source: CaseSQLConnection, order: [String], shapes: [String: TableShape], selection: CaseDocumentSelection
+    ) async throws -> [String: Int] {
+        let postgres = source.kind == .postgres
+        for name in order {
+            guard let shape = shapes[name] else { continue }
+            try await source.execute("CREATE TEMP TABLE \(shape.selection) (id bigint PRIMARY KEY)\(postgres ? " ON COMMIT DROP" : "")")
+        }
+        guard let root = shapes[settings.rootTable] else { throw CaseDataError(.invalidSchema, "no table '\(settings.rootTable)'") }
+        let q = CaseSQLConnection.quote
+        switch selection {
+        case .documentIDs(let ids):
+            let unique = Array(Set(ids)).sorted()
+            if postgres {
+                try await source.query(
+                    "INSERT INTO \(root.selection) (id) SELECT \(q(root.primaryKey)) FROM \(q(root.name)) WHERE \(q(root.primaryKey)) = ANY(CAST($1 AS bigint[]))",
+                    [.text("{" + unique.map(String.init).joined(separator: ",") + "}")])
+            } else {
+                try await source.query(
+                    "INSERT INTO \(root.selection) (id) SELECT \(q(root.primaryKey)) FROM \(q(root.name)) WHERE \(q(root.primaryKey)) IN (SELECT value FROM json_each($1))",
+                    [.text("[" + unique.map(String.init).joined(separator: ",") + "]")])
+            }
+        case .labelID(let id):
+            try await selectThroughLink(source: source, root: root, shapes: shapes, target: settings.labelTable, id: id)
+        case .folderID(let id):
+            try await selectThroughLink(source: source, root: root, shapes: shapes, target: settings.folderTable, id: id)
+        }
+        // Below the root, parents first: a row whose every downward parent is selected.
+        for name in order {
+            guard let shape = shapes[name], shape.downward, name != root.name else { continue }
+            let keys = shape.foreignKeys.filter { shapes[$0.referencedTable]?.downward == true && $0.referencedTable != name }
+            guard !keys.isEmpty else { continue }
+            let anyPresent = keys.map { "t.\(q($0.column)) IS NOT NULL" }.joined(separator: " OR ")
+            let allSelected = keys.compactMap { key in
+                shapes[key.referencedTable].map { "(t.\(q(key.column)) IS NULL OR t.\(q(key.column)) IN (SELECT id FROM \($0.selection)))" }
+            }.joined(separator: " AND ")
+            try await source.query(
+                "INSERT INTO \(shape.selection) (id) SELECT t.\(q(shape.primaryKey)) FROM \(q(name)) t WHERE (\(anyPresent)) AND \(allSelected)")
+        }
+        // The confidentiality codes the selected bitmasks use.
+        var mask: Int64 = 0
+        for name in order {
+            guard let shape = shapes[name], shape.downward, shape.columns.contains(settings.confidentialityBitmaskColumn) else { continue }
+            let column = q(settings.confidentialityBitmaskColumn)
+            for row in try await source.query(
+                "SELECT DISTINCT t.\(column) AS v FROM \(q(name)) t WHERE t.\(q(shape.primaryKey)) IN (SELECT id FROM \(shape.selection))")
+            {
+                mask |= row["v"].int64 ?? 0
+            }
+        }
+        // Parents the selected rows need, children first.
+        for name in order.reversed() {
+            guard let shape = shapes[name], !shape.downward else { continue }
+            var branches: [String] = []
+            for child in order {
+                guard let childShape = shapes[child], child != name else { continue }
+                for key in childShape.foreignKeys where key.referencedTable == name {
+                    branches.append(
+                        "SELECT t.\(q(key.column)) AS id FROM \(q(child)) t WHERE t.\(q(childShape.primaryKey)) IN (SELECT id FROM \(childShape.selection)) AND t.\(q(key.column)) IS NOT NULL"
+                    )
+                }
+            }
+            if name == settings.confidentialityTable, mask != 0 {
+                branches.append(
+                    "SELECT \(q(shape.primaryKey)) AS id FROM \(q(name)) WHERE ((CAST(\(mask) AS bigint) >> \(q(settings.confidentialityBitColumn))) & 1) = 1")
+            }
+            guard !branches.isEmpty else { continue }
+            try await source.query(
+                "INSERT INTO \(shape.selection) (id) SELECT DISTINCT u.id FROM (\(branches.joined(separator: " UNION "))) u")
+        }
+        var counts: [String: Int] = [:]
+        for name in order {
+            guard let shape = shapes[name] else { continue }
+            counts[name] = try await source.query("SELECT count(*) AS n FROM \(shape.selection)").first?["n"].int ?? 0
+        }
+        return counts
+    }
+
+    /// Root rows linked to `target` row `id` through a table referencing both (label → documents).
+    private func selectThroughLink(
+        source: CaseSQLConnection, root: TableShape, shapes: [String: TableShape], target: String, id: Int64
+    ) async throws {
+        let q = CaseSQLConnection.quote
+        let links = shapes.values.sorted { $0.name < $1.name }.compactMap { shape -> (TableShape, ForeignKey, ForeignKey)? in
+            guard let toRoot = shape.foreignKeys.first(where: { $0.referencedTable == root.name }),
+                let toTarget = shape.foreignKeys.first(where: { $0.referencedTable == target })
+            else { return nil }
+            return (shape, toRoot, toTarget)
+        }
+        guard let (link, toRoot, toTarget) = links.first else {
+            throw CaseDataError(.invalidSchema, "no table links '\(root.name)' to '\(target)'")
+        }
+        try await source.query(
+            "INSERT INTO \(root.selection) (id) SELECT DISTINCT l.\(q(toRoot.column)) FROM \(q(link.name)) l WHERE l.\(q(toTarget.column)) = $1",
+            [.integer(id)])
+    }
+
+    // MARK: One table (one destination transaction)
+
+    private func copyTable(
+        _ shape: TableShape, shapes: [String: TableShape], source: CaseSQLConnection, destination: CaseSQLConnection, jobID: String,
+        selected: Int, remap: BitRemap?
+    ) async throws -> Int {
+        let q = CaseSQLConnection.quote
+        let settings = self.settings
+        let postgres = destination.kind == .postgres
+        let columnList = shape.columns.map(q).joined(separator: ", ")
+        let pk = q(shape.primaryKey)
+        return try await destination.transaction { destination in
+            // Two runs of one job take turns table by table; the later one skips what the other finished.
+            if postgres { try await destination.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7345102))", [.text(jobID)]) }
+            let done = try await destination.query(
+                "SELECT 1 AS done FROM exchange_copy_checkpoints WHERE job_id = $1 AND table_name = $2", [.text(jobID), .text(shape.name)])
+            guard done.isEmpty else { return 0 }
+            var inserted = 0
+            if selected > 0 {
+                // 1. Stage the selected source rows.
+                if postgres {
+                    try await destination.execute(
+                        "CREATE TEMP TABLE exch_stage ON COMMIT DROP AS SELECT \(columnList) FROM \(q(shape.name)) WITH NO DATA")
+                    guard case .postgres(let from) = source, case .postgres(let to) = destination else {
+                        throw CaseDataError(.invalidArgument, "mixed database kinds")
+                    }
+                    _ = try await CopyPipe.run(
+                        from: from,
+                        "COPY (SELECT \(columnList) FROM \(q(shape.name)) WHERE \(pk) IN (SELECT id FROM \(shape.selection))) TO STDOUT",
+                        to: to, "COPY exch_stage (\(columnList)) FROM STDIN",
+                        chunkBytes: settings.copyChunkBytes, bufferedChunks: settings.pipeChunks)
+                    // Statistics for the joins below (a fresh temporary table has none).
+                    try await destination.execute("ANALYZE exch_stage")
+                } else {
+                    try await destination.execute("DROP TABLE IF EXISTS temp.exch_stage")
+                    try await destination.execute("CREATE TEMP TABLE exch_stage AS SELECT \(columnList) FROM main.\(q(shape.name)) WHERE 0")
+                    try await stageSQLite(shape, source: source, destination: destination, batchRows: settings.sqliteBatchRows)
+                    // Without it SQLite may drive the joins below from the id map and scan the stage per row.
+                    try await destination.execute("CREATE UNIQUE INDEX temp.exch_stage_key ON exch_stage (\(pk))")
+                }
+                // 2. New ids: merged into an existing row of the same name, else the destination's next id.
+                let mapBinds: [SQLValue] = [.text(jobID), .text(shape.name)]
+                let unmapped = "NOT EXISTS (SELECT 1 FROM exchange_id_map m WHERE m.job_id = $1 AND m.table_name = $2 AND m.old_id = s.\(pk))"
+                if let mergeColumn = settings.mergeByColumn[shape.name], shape.columns.contains(mergeColumn) {
+                    try await destination.query("""
+                        INSERT INTO exchange_id_map (job_id, table_name, old_id, new_id)
+                        SELECT CAST($1 AS text), CAST($2 AS text), s.\(pk), min(d.\(pk)) FROM exch_stage s
+                        JOIN \(q(shape.name)) d ON d.\(q(mergeColumn)) = s.\(q(mergeColumn))
+                        WHERE \(unmapped) GROUP BY s.\(pk)
+                        """, mapBinds)
+                }
+                if postgres {
+                    let sequence = try await destination.query(
+                        "SELECT pg_get_serial_sequence($1, $2) AS seq", [.text(q(shape.name)), .text(shape.primaryKey)]
+                    ).first?["seq"].string
+                    if let sequence {
+                        try await destination.query("""
+                            INSERT INTO exchange_id_map (job_id, table_name, old_id, new_id)
+                            SELECT CAST($1 AS text), CAST($2 AS text), s.\(pk), nextval(CAST($3 AS regclass)) FROM exch_stage s WHERE \(unmapped)
+                            """, mapBinds + [.text(sequence)])
+                    } else {
+                        try await destination.execute("LOCK TABLE \(q(shape.name)) IN SHARE ROW EXCLUSIVE MODE")
+                        try await destination.query(Self.maxPlusOne(shape, unmapped: unmapped), mapBinds)
+                    }
+                } else {
+                    try await destination.query(Self.maxPlusOne(shape, unmapped: unmapped), mapBinds)
+                }
+                // 3. Column rules.
+                var overrides: [String: String] = [:]
+                for column in settings.clearedColumns[shape.name] ?? [] where shape.columns.contains(column) { overrides[column] = "NULL" }
+                if shape.columns.contains(settings.confidentialityBitmaskColumn), let remap {
+                    overrides[settings.confidentialityBitmaskColumn] = remap.expression("s.\(q(settings.confidentialityBitmaskColumn))")
+                }
+                if shape.name == settings.confidentialityTable, shape.columns.contains(settings.confidentialityBitColumn) {
+                    try await assignBits(shape, destination: destination, jobID: jobID)
+                    let bit = q(settings.confidentialityBitColumn)
+                    overrides[settings.confidentialityBitColumn] = "coalesce((SELECT b.bit FROM exch_bits b WHERE b.old_id = s.\(pk)), s.\(bit))"
+                }
+                // 4. Insert through the id map.
+                var joins = ["JOIN exchange_id_map k ON k.job_id = $1 AND k.table_name = $2 AND k.old_id = s.\(pk)"]
+                var binds = mapBinds
+                var keyAlias: [String: String] = [:]
+                for (offset, key) in shape.foreignKeys.enumerated() {
+                    binds.append(.text(key.referencedTable))
+                    joins.append(
+                        "LEFT JOIN exchange_id_map f\(offset) ON f\(offset).job_id = $1 AND f\(offset).table_name = $\(binds.count) AND f\(offset).old_id = s.\(q(key.column))")
+                    keyAlias[key.column] = "f\(offset).new_id"
+                }
+                let expressions = shape.columns.map { column -> String in
+                    if column == shape.primaryKey { return "k.new_id" }
+                    if let alias = keyAlias[column] { return alias }
+                    if let override = overrides[column] { return override }
+                    return "s.\(q(column))"
+                }
+                // Every non-null reference must have been copied by this job. It fails only when the
+                // source changed between two runs of the job (a resumed run reads a new snapshot)
+                // or for a self-reference to a row the selection did not reach.
+                for (offset, key) in shape.foreignKeys.enumerated() {
+                    let missing = try await destination.query("""
+                        SELECT count(*) AS n FROM exch_stage s
+                        WHERE s.\(q(key.column)) IS NOT NULL AND NOT EXISTS (
+                            SELECT 1 FROM exchange_id_map f WHERE f.job_id = $1 AND f.table_name = $2 AND f.old_id = s.\(q(key.column)))
+                        """, [.text(jobID), binds[2 + offset]]).first?["n"].int ?? 0
+                    if missing > 0 {
+                        throw CaseDataError(
+                            .inconsistentSource,
+                            "\(missing) rows of \(shape.name) reference \(key.referencedTable) rows job \(jobID) did not copy (the source changed between runs?)")
+                    }
+                }
+                inserted = try await destination.update("""
+                    INSERT INTO \(q(shape.name)) (\(columnList))
+                    SELECT \(expressions.joined(separator: ", ")) FROM exch_stage s
+                    \(joins.joined(separator: "\n"))
+                    WHERE NOT EXISTS (SELECT 1 FROM \(q(shape.name)) d WHERE d.\(pk) = k.new_id)
+                    ON CONFLICT DO NOTHING
+                    """, binds)
+                if !postgres {
+                    try await destination.execute("DROP TABLE IF EXISTS temp.exch_stage")
+                    try await destination.execute("DROP TABLE IF EXISTS temp.exch_bits")
+                }
+            }
+            try await Self.checkpoint(destination, jobID: jobID, table: shape.name, position: shape.index, rows: inserted)
+            return inserted
+        }
+    }
+
+    /// SQLite, or a PostgreSQL table without a sequence: max(id) + row number.
+    private static func maxPlusOne(_ shape: TableShape, unmapped: String) -> String {
+        let q = CaseSQLConnection.quote
+        let pk = q(shape.primaryKey)
+        return """
+            INSERT INTO exchange_id_map (job_id, table_name, old_id, new_id)
+            SELECT CAST($1 AS text), CAST($2 AS text), s.\(pk),
+                (SELECT coalesce(max(d.\(pk)), 0) FROM \(q(shape.name)) d) + row_number() OVER (ORDER BY s.\(pk))
+            FROM exch_stage s WHERE \(unmapped)
+            """
+    }
+
+    /// SQLite: reads the selected rows page by page (keyset on the primary key) into the stage.
+    private func stageSQLite(_ shape: TableShape, source: CaseSQLConnection, destination: CaseSQLConnection, batchRows: Int) async throws {
+        let q = CaseSQLConnection.quote
+        let pk = q(shape.primaryKey)
+        let columnList = shape.columns.map(q).joined(separator: ", ")
+        let keyIndex = shape.columns.firstIndex(of: shape.primaryKey) ?? 0
+        // SQLite allows 32766 parameters per statement.
+        let rowsPerInsert = max(1, min(batchRows, 32_000 / max(1, shape.columns.count)))
+        var last = Int64.min
+        while true {
+            let rows = try await source.query(
+                "SELECT \(columnList) FROM \(q(shape.name)) WHERE \(pk) IN (SELECT id FROM \(shape.selection)) AND \(pk) > $1 ORDER BY \(pk) LIMIT $2",
+                [.integer(last), .integer(Int64(batchRows))])
+            guard let final = rows.last else { break }
+            last = final[keyIndex].int64 ?? Int64.max
+            var start = 0
+            while start < rows.count {
+                let slice = rows[start..<min(rows.count, start + rowsPerInsert)]
+                let placeholders = slice.indices.map { row in
+                    "(" + (0..<shape.columns.count).map { "$\((row - start) * shape.columns.count + $0 + 1)" }.joined(separator: ", ") + ")"
+                }.joined(separator: ", ")
+                try await destination.query(
+                    "INSERT INTO exch_stage (\(columnList)) VALUES \(placeholders)", slice.flatMap { Array($0.values) })
+                start += rowsPerInsert
+            }
+            if rows.count < batchRows { break }
+        }
+    }
+
+    /// Bit positions for the confidentiality codes this job creates in the destination: the
+    /// source's position when it is free there, else the lowest free one.
+    private func assignBits(_ shape: TableShape, destination: CaseSQLConnection, jobID: String) async throws {
+        let q = CaseSQLConnection.quote
+        let pk = q(shape.primaryKey)
+        let bit = q(settings.confidentialityBitColumn)
+        let postgres = destination.kind == .postgres
+        if !postgres { try await destination.execute("DROP TABLE IF EXISTS temp.exch_bits") }
+        try await destination.execute("CREATE TEMP TABLE exch_bits (old_id bigint PRIMARY KEY, bit integer NOT NULL)\(postgres ? " ON COMMIT DROP" : "")")
+        var used = Set(try await destination.query("SELECT \(bit) AS bit FROM \(q(shape.name))").compactMap { $0["bit"].int })
+        let fresh = try await destination.query("""
+            SELECT s.\(pk) AS old_id, s.\(bit) AS bit FROM exch_stage s
+            JOIN exchange_id_map k ON k.job_id = $1 AND k.table_name = $2 AND k.old_id = s.\(pk)
+            WHERE NOT EXISTS (SELECT 1 FROM \(q(shape.name)) d WHERE d.\(pk) = k.new_id)
+            ORDER BY s.\(bit), s.\(pk)
+            """, [.text(jobID), .text(shape.name)])
+        var assigned: [(Int64, Int)] = []
+        for row in fresh {
+            guard let old = row["old_id"].int64 else { continue }
+            var position = row["bit"].int ?? 0
+            if used.contains(position) || !(0...62).contains(position) {
+                guard let free = (0...62).first(where: { !used.contains($0) }) else {
+                    throw CaseDataError(.invalidSchema, "the destination case has no free confidentiality bit (63 codes)")
+                }
+                position = free
+            }
+            used.insert(position)
+            assigned.append((old, position))
+        }
+        for (old, position) in assigned {
+            try await destination.query("INSERT INTO exch_bits (old_id, bit) VALUES ($1, $2)", [.integer(old), SQLValue(position)])
+        }
+    }
+
+    /// Source bit → destination bit, by code name (the codes table is copied before any table
+    /// carrying the bitmask).
+    private func bitRemap(source: CaseSQLConnection, destination: CaseSQLConnection, jobID: String, available: Bool) async throws -> BitRemap {
+        guard available else { return BitRemap(pairs: []) }
+        let q = CaseSQLConnection.quote
+        let table = q(settings.confidentialityTable)
+        let bit = q(settings.confidentialityBitColumn)
+        var sourceBits: [Int64: Int] = [:]
+        for row in try await source.query("SELECT id, \(bit) AS bit FROM \(table)") {
+            if let id = row["id"].int64, let position = row["bit"].int { sourceBits[id] = position }
+        }
+        var pairs: [(Int, Int)] = []
+        for row in try await destination.query("""
+            SELECT m.old_id, d.\(bit) AS bit FROM exchange_id_map m JOIN \(table) d ON d.id = m.new_id
+            WHERE m.job_id = $1 AND m.table_name = $2
+            """, [.text(jobID), .text(settings.confidentialityTable)])
+        {
+            if let old = row["old_id"].int64, let from = sourceBits[old], let to = row["bit"].int { pairs.append((from, to)) }
+        }
+        return BitRemap(pairs: pairs.sorted { $0.0 < $1.0 })
+    }
+
+    // MARK: Post-copy rules
+
+    private func postCopy(destination: CaseSQLConnection, destinationTables: Set<String>, shapes: [String: TableShape], jobID: String, position: Int) async throws {
+        let settings = self.settings
+        let q = CaseSQLConnection.quote
+        try await destination.transaction { destination in
+            if shapes[settings.exhibitTable] != nil, destinationTables.contains(settings.customFieldTable),
+                destinationTables.contains(settings.customFieldValueTable)
+            {
+                let fields = q(settings.customFieldTable)
+                let values = q(settings.customFieldValueTable)
+                try await destination.query("""
+                    INSERT INTO \(fields) (name, field_type) SELECT CAST($1 AS text), 'number'
+                    WHERE NOT EXISTS (SELECT 1 FROM \(fields) WHERE name = $1)
+                    """, [.text(settings.sourceExhibitField)])
+                guard let field = try await destination.query("SELECT id FROM \(fields) WHERE name = $1", [.text(settings.sourceExhibitField)])
+                    .first?["id"].int64
+                else {
+                    throw CaseDataError(.database, "the custom field '\(settings.sourceExhibitField)' could not be created")
+                }
+                let binds: [SQLValue] = [.text(jobID), .integer(field), .text(settings.exhibitTable)]
+                try await destination.query("""
+                    UPDATE \(values) SET number_value = (
+                        SELECT m.old_id FROM exchange_id_map m
+                        WHERE m.job_id = $1 AND m.table_name = $3 AND m.new_id = \(values).exhibit_id)
+                    WHERE custom_field_id = $2
+                      AND exhibit_id IN (SELECT m.new_id FROM exchange_id_map m WHERE m.job_id = $1 AND m.table_name = $3)
+                    """, binds)
+                try await destination.query("""
+                    INSERT INTO \(values) (custom_field_id, exhibit_id, number_value)
+                    SELECT CAST($2 AS bigint), m.new_id, m.old_id FROM exchange_id_map m
+                    WHERE m.job_id = $1 AND m.table_name = $3
+                      AND NOT EXISTS (SELECT 1 FROM \(values) v WHERE v.custom_field_id = $2 AND v.exhibit_id = m.new_id)
+                    """, binds)
+            }
+            try await Self.checkpoint(destination, jobID: jobID, table: Self.postCopyStep, position: position, rows: 0)
+        }
+    }
+
+    private static func checkpoint(_ destination: CaseSQLConnection, jobID: String, table: String, position: Int, rows: Int) async throws {
+        let now = destination.kind == .postgres ? "now()" : CaseSchema.sqliteNow
+        try await destination.query("""
+            INSERT INTO exchange_copy_checkpoints (job_id, table_name, position, rows, finished_at) VALUES ($1, $2, $3, $4, \(now))
+            ON CONFLICT (job_id, table_name) DO UPDATE SET rows = excluded.rows, finished_at = excluded.finished_at
+            """, [.text(jobID), .text(table), SQLValue(position), SQLValue(rows)])
+    }
+}
+
+/// The copy-relevant shape of one table.
+struct TableShape: Sendable {
+    var name: String
+    /// Position in the copy order.
+    var index: Int
+    var primaryKey: String
+    /// Columns both databases have, in the destination's order.
+    var columns: [String]
+    /// Foreign keys to copied tables' primary keys.
+    var foreignKeys: [ForeignKey]
+    /// Below the root table.
+    var downward: Bool
+
+    /// The source-session temporary table of selected primary keys.
+    var selection: String { "exch_sel_\(index)" }
+}
+
+/// The confidentiality bitmask rewrite: each source bit moved to its destination bit.
+struct BitRemap: Sendable {
+    var pairs: [(Int, Int)]
+
+    /// An SQL expression of `column` (same in both dialects; only integer literals).
+    func expression(_ column: String) -> String {
+        guard !pairs.isEmpty else { return "CAST(0 AS bigint)" }
+        return "(" + pairs.map { "(((\(column) >> \($0.0)) & 1) << \($0.1))" }.joined(separator: " | ") + ")"
+    }
+}

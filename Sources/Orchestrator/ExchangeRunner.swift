@@ -1,0 +1,261 @@
+import Broker
+import Deployments
+import ExchangerEvents
+import Foundation
+import Logging
+
+/// Retries of the case-data copy: Step Functions' `IntervalSeconds` 30, `BackoffRate` 2.0, 3 retries.
+public struct CopyRetrySettings: Sendable, Hashable {
+    /// Retries after the first attempt (3).
+    public var retries: Int = 3
+    /// Wait before the first retry (30 s); each further wait is `backoffRate` times longer.
+    public var initialDelay: Duration = .seconds(30)
+    /// Factor between consecutive waits (2.0).
+    public var backoffRate: Double = 2.0
+
+    /// A value with the given fields.
+    public init(retries: Int = 3, initialDelay: Duration = .seconds(30), backoffRate: Double = 2.0) {
+        self.retries = retries
+        self.initialDelay = initialDelay
+        self.backoffRate = backoffRate
+    }
+
+    /// The wait before retry `number` (1-based): 30 s, 60 s, 120 s with the defaults.
+    public func delay(beforeRetry number: Int) -> Duration {
+        initialDelay * Foundation.pow(backoffRate, Double(max(0, number - 1)))
+    }
+}
+
+/// Every setting of the orchestrator core, with defaults.
+public struct OrchestratorSettings: Sendable, Hashable {
+    /// Queues, subscriptions, deployments.
+    public var provisioning = ProvisioningSettings()
+    /// Payload batches.
+    public var payload = PayloadSettings()
+    /// Completion checks and teardown.
+    public var drain = DrainSettings()
+    /// Retries of the case-data copy.
+    public var copyRetries = CopyRetrySettings()
+    /// Request validation limits.
+    public var limits = RequestLimits()
+
+    /// Every setting at its default.
+    /// A value with the given fields.
+    public init() {}
+}
+
+/// Detail of DB_COPY_FINISHED and PAYLOAD_CONSTRUCTION_FINISHED.
+public struct PayloadDetail: Sendable, Hashable, Codable {
+    /// Documents the copy selected.
+    public var documents: Int
+    /// Messages sent (PAYLOAD_CONSTRUCTION_FINISHED only).
+    public var messages: Int?
+
+    /// A value with the given fields.
+    public init(documents: Int, messages: Int? = nil) {
+        self.documents = documents
+        self.messages = messages
+    }
+}
+
+/// Moves an exchange through its lifecycle, one persisted step at a time. Every step is
+/// idempotent and ends in a compare-and-set transition (committed with the event it publishes),
+/// so a replica that takes over an exchange (``ExchangeStore/claimNextWork(owner:lease:)``) simply
+/// calls ``step(_:)`` again.
+public struct ExchangeRunner: Sendable {
+    /// The broker whose database holds the state.
+    public let broker: Broker
+    /// The exchanges' state.
+    public let store: ExchangeStore
+    /// The supervisor's deployment rows.
+    public let deployments: DeploymentStore
+    /// The case-data copy step.
+    public let copier: any CaseDataCopying
+    /// Every setting.
+    public let settings: OrchestratorSettings
+    /// Where it logs.
+    public let logger: Logger
+
+    /// A value with the given fields.
+    public init(
+        broker: Broker, copier: any CaseDataCopying, settings: OrchestratorSettings = .init(),
+        logger: Logger = Logger(label: "exchanger.orchestrator")
+    ) {
+        self.broker = broker
+        self.store = ExchangeStore(broker: broker)
+        self.deployments = DeploymentStore(broker: broker)
+        self.copier = copier
+        self.settings = settings
+        self.logger = logger
+    }
+
+    /// The provisioning executor with this runner's stores.
+    public var provisioner: Provisioner { Provisioner(broker: broker, store: store, deployments: deployments, logger: logger) }
+    /// The payload constructor with this runner's settings.
+    public var payload: PayloadConstructor { PayloadConstructor(broker: broker, store: store, settings: settings.payload, logger: logger) }
+    /// The drainer with this runner's settings.
+    public var drainer: ExchangeDrainer {
+        ExchangeDrainer(broker: broker, store: store, deployments: deployments, settings: settings.drain, logger: logger)
+    }
+
+    /// The provisioning plan of an exchange.
+    public func plan(_ exchange: ExchangeRecord) -> ProvisioningPlan {
+        ProvisioningPlan(jobID: exchange.jobID, request: exchange.request, settings: settings.provisioning)
+    }
+
+    /// Runs the step of the exchange's current state and returns the exchange after it. In
+    /// PROCESSING one step is one completion check (the state stays PROCESSING while messages remain).
+    @discardableResult
+    public func step(_ jobID: String) async throws -> ExchangeRecord {
+        guard let record = try await store.get(jobID) else { throw OrchestratorError(.notFound, "no exchange has job id '\(jobID)'") }
+        switch record.state {
+        case .accepted:
+            return try await transition(record, to: .provisioning, publishing: .exchangerInitiated, detail: ExchangeStatusDetail())
+        case .provisioning:
+            do {
+                try await provisioner.provision(plan(record))
+            } catch let error as OrchestratorError where error.code == .resourceConflict {
+                return try await drainer.abort(jobID, target: .failed, reason: error.message)
+            }
+            return try await store.transition(jobID, from: .provisioning, to: .copyingDatabase, expectedVersion: record.version)
+        case .copyingDatabase:
+            guard let outcome = try await copyWithRetries(record) else {
+                return try await drainer.abort(jobID, target: .failed, reason: "the case-data copy failed after its retries")
+            }
+            let next = try await transition(
+                record, to: .constructingPayload, publishing: .dbCopyFinished, detail: PayloadDetail(documents: outcome.documents.count))
+            return try await constructPayload(next, outcome: outcome)
+        case .constructingPayload:
+            // Resumed after a crash: the copy is idempotent and returns the same documents and ids.
+            guard let outcome = try await copyWithRetries(record) else {
+                return try await drainer.abort(jobID, target: .failed, reason: "the case-data copy failed after its retries")
+            }
+            return try await constructPayload(record, outcome: outcome)
+        case .processing:
+            _ = try await drainer.checkCompletion(jobID)
+            return try await store.get(jobID) ?? record
+        case .draining, .tearingDown:
+            return try await drainer.teardown(jobID)
+        case .finished, .failed, .cancelled:
+            return record
+        }
+    }
+
+    /// Steps until the exchange is final, checking for completion every
+    /// ``DrainSettings/checkInterval`` while it is PROCESSING.
+    @discardableResult
+    public func run(_ jobID: String) async throws -> ExchangeRecord {
+        while true {
+            let record = try await step(jobID)
+            if record.state.isFinal { return record }
+            if record.state == .processing { try await Task.sleep(for: settings.drain.checkInterval) }
+        }
+    }
+
+    /// One turn of an orchestrator replica's work loop: claims the next exchange whose lease is
+    /// free or expired (``ExchangeStore/claimNextWork(owner:lease:)``), advances it while renewing
+    /// the lease every third of `lease` in the background, and returns it; nil when there was
+    /// nothing to claim. An exchange that reaches a final state has its lease released. One in
+    /// PROCESSING whose queues still hold messages keeps a lease of
+    /// ``DrainSettings/checkInterval`` only, so the next completion check (by any replica) comes
+    /// when that lease ends: the short timer of completion detection.
+    ///
+    /// A replica that crashes holds its exchanges until their leases expire; then another replica
+    /// claims them and resumes at the stored state. A lost lease (renewal refused) stops the work
+    /// with ``OrchestratorError/Code/leaseLost``.
+    public func workOnce(owner: String, lease: Duration) async throws -> ExchangeRecord? {
+        guard let claimed = try await store.claimNextWork(owner: owner, lease: lease) else { return nil }
+        let jobID = claimed.jobID
+        let store = store
+        let result: ExchangeRecord? = try await withThrowingTaskGroup(of: ExchangeRecord?.self) { group in
+            group.addTask {
+                while true {
+                    try await Task.sleep(for: lease / 3)
+                    guard try await store.renewLease(jobID, owner: owner, lease: lease) else {
+                        throw OrchestratorError(.leaseLost, "the lease of exchange \(jobID) was lost by \(owner)")
+                    }
+                }
+            }
+            group.addTask { try await self.advance(jobID) }
+            defer { group.cancelAll() }
+            return try await group.next() ?? nil
+        }
+        guard let record = result else { return claimed }
+        if record.state.isFinal {
+            try await store.releaseLease(jobID, owner: owner)
+        } else if record.state == .processing {
+            _ = try await store.renewLease(jobID, owner: owner, lease: max(settings.drain.checkInterval, .milliseconds(100)))
+        }
+        return record
+    }
+
+    /// Steps until the exchange is final, or PROCESSING with messages still in its queues.
+    private func advance(_ jobID: String) async throws -> ExchangeRecord {
+        while true {
+            let before = try await store.get(jobID)
+            let record = try await step(jobID)
+            if record.state.isFinal { return record }
+            if record.state == .processing, before?.state == .processing { return record }
+        }
+    }
+
+    /// Cancels a non-final exchange: TEARING_DOWN(CANCELLED) now; ``step(_:)`` then tears it down.
+    @discardableResult
+    public func cancel(_ jobID: String, reason: String = "cancelled by request") async throws -> ExchangeRecord {
+        try await drainer.abort(jobID, target: .cancelled, reason: reason)
+    }
+
+    // MARK: Steps
+
+    private func constructPayload(_ record: ExchangeRecord, outcome: CopyOutcome) async throws -> ExchangeRecord {
+        let messages = try await payload.construct(record, plan: plan(record), outcome: outcome)
+        guard let current = try await store.get(record.jobID) else {
+            throw OrchestratorError(.notFound, "no exchange has job id '\(record.jobID)'")
+        }
+        return try await transition(
+            current, to: .processing, publishing: .payloadConstructionFinished,
+            detail: PayloadDetail(documents: outcome.documents.count, messages: messages))
+    }
+
+    /// The copy, retried with backoff; nil (after publishing DB_COPY_FAILED) when every attempt failed.
+    private func copyWithRetries(_ record: ExchangeRecord) async throws -> CopyOutcome? {
+        var attempt = 0
+        while true {
+            do {
+                return try await copier.copy(record)
+            } catch {
+                if error is CancellationError { throw error }
+                attempt += 1
+                logger.warning("case-data copy failed", metadata: [
+                    "jobId": "\(record.jobID)", "attempt": "\(attempt)", "error": "\(error)",
+                ])
+                guard attempt <= settings.copyRetries.retries else {
+                    let event = try drainer.envelope(
+                        record, .dbCopyFailed, detail: ExchangeStatusDetail(reason: "\(error)"))
+                    try await broker.publish(try event.topicMessage(), topic: settings.drain.topic)
+                    return nil
+                }
+                try await Task.sleep(for: settings.copyRetries.delay(beforeRetry: attempt))
+            }
+        }
+    }
+
+    /// The CAS transition to `to`, committed with the event of the step.
+    private func transition(
+        _ record: ExchangeRecord, to: ExchangeState, publishing type: EventType, detail: some Encodable & Sendable
+    ) async throws -> ExchangeRecord {
+        let event = try EventEnvelope(
+            type: type, source: settings.drain.eventSource, jobID: record.jobID, caseID: record.destinationCaseID,
+            sourceCaseID: record.sourceCaseID, batchID: record.batchID, correlationID: record.jobID, detail: detail)
+        let topic = settings.drain.topic
+        let store = store
+        let from = record.state
+        let version = record.version
+        let jobID = record.jobID
+        return try await broker.transaction { tx in
+            let next = try await store.transition(in: tx, jobID, from: from, to: to, expectedVersion: version)
+            try await tx.publish(try event.topicMessage(), topic: topic)
+            return next
+        }
+    }
+}

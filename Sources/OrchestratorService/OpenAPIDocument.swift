@@ -1,0 +1,407 @@
+// The OpenAPI document of the orchestrator's API, compiled in so the executable needs no resource
+// bundle next to it (the container image ships only the binaries). Generated from openapi.yaml
+// beside this file by scripts/embed-openapi; OpenAPITests checks that both are the same and that
+// the document's operations are exactly `OrchestratorAPI.routes`.
+
+extension OrchestratorAPI {
+    /// `openapi.yaml`, verbatim.
+    static let openAPIText = ###"""
+openapi: 3.1.0
+info:
+  title: Document Exchanger orchestrator API
+  version: 1.0.0
+  description: |
+    Accepts document exchanges between eDiscovery cases and reports their progress.
+    Every /exchanges route needs `Authorization: Bearer <token>` (tokens from EXCHANGER_API_TOKENS
+    or EXCHANGER_API_TOKENS_FILE); /healthz, /readyz, /metrics and /openapi.yaml need none.
+    Every error is a JSON body {"error": {"code": ..., "message": ..., "field": ...}}.
+servers:
+  - url: http://localhost:8080
+security:
+  - bearerAuth: []
+paths:
+  /exchanges:
+    post:
+      operationId: submitExchange
+      summary: Accept an exchange (idempotent)
+      description: |
+        Validates the request and accepts the exchange under the `Idempotency-Key` header, or,
+        without it, a key derived from source case, destination case, batch and selection. A retry
+        with the same key and an equivalent request answers 202 with the same jobId and
+        `"created": false`; the same key with another request answers 409.
+      parameters:
+        - $ref: '#/components/parameters/IdempotencyKey'
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              $ref: '#/components/schemas/ExchangeRequest'
+      responses:
+        '202':
+          $ref: '#/components/responses/Accepted'
+        '400':
+          $ref: '#/components/responses/Error'
+        '401':
+          $ref: '#/components/responses/Unauthorized'
+        '409':
+          $ref: '#/components/responses/Error'
+        '413':
+          $ref: '#/components/responses/Error'
+        '415':
+          $ref: '#/components/responses/Error'
+    get:
+      operationId: listExchanges
+      summary: List exchanges, newest first
+      parameters:
+        - name: state
+          in: query
+          required: false
+          description: Only exchanges in this state (TEARING_DOWN_FAILED / TEARING_DOWN_CANCELLED for the teardown states).
+          schema:
+            $ref: '#/components/schemas/StateFilter'
+        - name: caseId
+          in: query
+          required: false
+          description: Only exchanges whose source or destination case is this one.
+          schema:
+            type: integer
+            format: int64
+            minimum: 1
+        - name: limit
+          in: query
+          required: false
+          description: At most this many (default and maximum EXCHANGER_ORCHESTRATOR_LIST_LIMIT, 100).
+          schema:
+            type: integer
+            minimum: 1
+      responses:
+        '200':
+          description: The exchanges.
+          content:
+            application/json:
+              schema:
+                type: object
+                required: [exchanges]
+                properties:
+                  exchanges:
+                    type: array
+                    items:
+                      $ref: '#/components/schemas/Exchange'
+        '400':
+          $ref: '#/components/responses/Error'
+        '401':
+          $ref: '#/components/responses/Unauthorized'
+  /exchange:
+    post:
+      operationId: submitExchangeSingular
+      summary: Accept an exchange (the reference's path; same as POST /exchanges)
+      parameters:
+        - $ref: '#/components/parameters/IdempotencyKey'
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              $ref: '#/components/schemas/ExchangeRequest'
+      responses:
+        '202':
+          $ref: '#/components/responses/Accepted'
+        '400':
+          $ref: '#/components/responses/Error'
+        '401':
+          $ref: '#/components/responses/Unauthorized'
+        '409':
+          $ref: '#/components/responses/Error'
+        '413':
+          $ref: '#/components/responses/Error'
+        '415':
+          $ref: '#/components/responses/Error'
+  /exchanges/{jobId}:
+    parameters:
+      - name: jobId
+        in: path
+        required: true
+        schema:
+          type: string
+    get:
+      operationId: getExchange
+      summary: An exchange with its progress
+      responses:
+        '200':
+          description: The exchange; while it runs, the counts are computed from the event log.
+          content:
+            application/json:
+              schema:
+                $ref: '#/components/schemas/Exchange'
+        '401':
+          $ref: '#/components/responses/Unauthorized'
+        '404':
+          $ref: '#/components/responses/Error'
+    delete:
+      operationId: cancelExchange
+      summary: Cancel a running exchange
+      description: The exchange moves to TEARING_DOWN (target CANCELLED) at once; its teardown ends in CANCELLED.
+      responses:
+        '202':
+          description: Cancellation under way.
+          content:
+            application/json:
+              schema:
+                type: object
+                required: [jobId, state]
+                properties:
+                  jobId:
+                    type: string
+                  state:
+                    type: string
+                  teardownTarget:
+                    type: string
+        '401':
+          $ref: '#/components/responses/Unauthorized'
+        '404':
+          $ref: '#/components/responses/Error'
+        '409':
+          $ref: '#/components/responses/Error'
+  /healthz:
+    get:
+      operationId: health
+      summary: The process is up
+      security: []
+      responses:
+        '200':
+          description: Up.
+          content:
+            application/json:
+              schema:
+                type: object
+                properties:
+                  status:
+                    type: string
+  /readyz:
+    get:
+      operationId: ready
+      summary: The broker answers
+      security: []
+      responses:
+        '200':
+          description: Ready.
+          content:
+            application/json:
+              schema:
+                type: object
+                properties:
+                  status:
+                    type: string
+        '503':
+          $ref: '#/components/responses/Error'
+  /metrics:
+    get:
+      operationId: metrics
+      summary: Prometheus metrics (text format)
+      security: []
+      responses:
+        '200':
+          description: The metrics.
+          content:
+            text/plain:
+              schema:
+                type: string
+  /openapi.yaml:
+    get:
+      operationId: openAPI
+      summary: This document
+      security: []
+      responses:
+        '200':
+          description: The OpenAPI document.
+          content:
+            application/yaml:
+              schema:
+                type: string
+components:
+  securitySchemes:
+    bearerAuth:
+      type: http
+      scheme: bearer
+  parameters:
+    IdempotencyKey:
+      name: Idempotency-Key
+      in: header
+      required: false
+      description: 1–200 bytes without control characters; retries with the same key return the same exchange.
+      schema:
+        type: string
+        minLength: 1
+        maxLength: 200
+  responses:
+    Accepted:
+      description: Accepted (also for an idempotent retry, with created false).
+      headers:
+        Location:
+          schema:
+            type: string
+      content:
+        application/json:
+          schema:
+            type: object
+            required: [jobId, state, created]
+            properties:
+              jobId:
+                type: string
+              state:
+                type: string
+              created:
+                type: boolean
+    Unauthorized:
+      description: No or an invalid bearer token (with `WWW-Authenticate: Bearer`).
+      content:
+        application/json:
+          schema:
+            $ref: '#/components/schemas/Error'
+    Error:
+      description: An error.
+      content:
+        application/json:
+          schema:
+            $ref: '#/components/schemas/Error'
+  schemas:
+    Routing:
+      type: string
+      enum: [brand_in, layer]
+      default: layer
+    PositiveID:
+      type: integer
+      format: int64
+      minimum: 1
+    ExchangeRequest:
+      type: object
+      additionalProperties: false
+      description: Exactly one of labelId, folderId, documentIds.
+      required: [sourceCaseId, destinationCaseId, batchId]
+      properties:
+        sourceCaseId:
+          $ref: '#/components/schemas/PositiveID'
+        destinationCaseId:
+          $ref: '#/components/schemas/PositiveID'
+        batchId:
+          $ref: '#/components/schemas/PositiveID'
+        labelId:
+          $ref: '#/components/schemas/PositiveID'
+        folderId:
+          $ref: '#/components/schemas/PositiveID'
+        documentIds:
+          type: array
+          minItems: 1
+          maxItems: 10000
+          uniqueItems: true
+          items:
+            $ref: '#/components/schemas/PositiveID'
+        requiresAnnotations:
+          type: boolean
+          default: false
+        includeNatives:
+          type: boolean
+          default: false
+        redactionsAs:
+          $ref: '#/components/schemas/Routing'
+        highlightsAs:
+          $ref: '#/components/schemas/Routing'
+        notesAs:
+          $ref: '#/components/schemas/Routing'
+        stickersAs:
+          $ref: '#/components/schemas/Routing'
+        batesAs:
+          $ref: '#/components/schemas/Routing'
+        confidentialityCodesAs:
+          $ref: '#/components/schemas/Routing'
+      oneOf:
+        - required: [labelId]
+        - required: [folderId]
+        - required: [documentIds]
+    StateFilter:
+      type: string
+      enum: [ACCEPTED, PROVISIONING, COPYING_DATABASE, CONSTRUCTING_PAYLOAD, PROCESSING, DRAINING, TEARING_DOWN_FAILED, TEARING_DOWN_CANCELLED, FINISHED, FAILED, CANCELLED]
+    Exchange:
+      type: object
+      required: [jobId, state, step, version, request, documents, stages, payloadSent, createdAt, updatedAt]
+      properties:
+        jobId:
+          type: string
+        state:
+          type: string
+          enum: [ACCEPTED, PROVISIONING, COPYING_DATABASE, CONSTRUCTING_PAYLOAD, PROCESSING, DRAINING, TEARING_DOWN, FINISHED, FAILED, CANCELLED]
+        teardownTarget:
+          type: string
+          enum: [FAILED, CANCELLED]
+        step:
+          type: object
+          required: [of, description]
+          properties:
+            number:
+              type: integer
+              description: Position on ACCEPTED → … → FINISHED (1–7); absent off that path.
+            of:
+              type: integer
+            description:
+              type: string
+        version:
+          type: integer
+        request:
+          $ref: '#/components/schemas/ExchangeRequest'
+        documents:
+          type: object
+          required: [copied, notFound, failed]
+          properties:
+            total:
+              type: integer
+            copied:
+              type: integer
+            notFound:
+              type: integer
+            failed:
+              type: integer
+        stages:
+          type: object
+          description: Per stage program (s3-copy, pre-uploader, uploader, re-ocr, search-text).
+          additionalProperties:
+            type: object
+            required: [done, failed]
+            properties:
+              done:
+                type: integer
+              failed:
+                type: integer
+              total:
+                type: integer
+        payloadSent:
+          type: integer
+        error:
+          type: string
+        createdAt:
+          type: string
+          format: date-time
+        updatedAt:
+          type: string
+          format: date-time
+        finishedAt:
+          type: string
+          format: date-time
+    Error:
+      type: object
+      required: [error]
+      properties:
+        error:
+          type: object
+          required: [code, message]
+          properties:
+            code:
+              type: string
+            message:
+              type: string
+            field:
+              type: string
+              description: The request field at fault (validation errors).
+
+"""###
+}

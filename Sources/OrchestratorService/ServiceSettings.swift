@@ -1,0 +1,79 @@
+import Foundation
+import Orchestrator
+
+/// The settings of the orchestrator's service (HTTP API and work loop), each with a documented
+/// default and an environment variable:
+///
+/// | environment variable | meaning | default |
+/// |---|---|---|
+/// | `EXCHANGER_ORCHESTRATOR_MAX_BODY_BYTES` | largest accepted request body (larger: 413) | 1048576 |
+/// | `EXCHANGER_ORCHESTRATOR_MAX_DOCUMENT_IDS` | most ids `documentIds` may hold | 10000 |
+/// | `EXCHANGER_ORCHESTRATOR_LIST_LIMIT` | most exchanges `GET /exchanges` returns (also its default `limit`) | 100 |
+/// | `EXCHANGER_ORCHESTRATOR_LEASE_SECONDS` | lease a replica holds on the exchange it works on | 30 |
+/// | `EXCHANGER_ORCHESTRATOR_POLL_SECONDS` | wait of the work loop when there is nothing to claim | 1 |
+/// | `EXCHANGER_ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS` | on SIGTERM, how long the step in hand may still run before it is cancelled | 20 |
+/// | `EXCHANGER_ORCHESTRATOR_CHECK_INTERVAL_SECONDS` | completion check interval of a PROCESSING exchange | 2 |
+/// | `EXCHANGER_ORCHESTRATOR_COPY_RETRIES` | retries of the case-data copy | 3 |
+/// | `EXCHANGER_ORCHESTRATOR_COPY_RETRY_DELAY_SECONDS` | wait before the first copy retry (doubled each time) | 30 |
+/// | `EXCHANGER_ORCHESTRATOR_WORKER_STOP_TIMEOUT_SECONDS` | how long teardown waits for the exchange's workers | 600 |
+public struct OrchestratorServiceSettings: Sendable, Hashable {
+    /// Largest accepted request body in bytes (1 MiB).
+    public var maxBodyBytes: Int = 1 << 20
+    /// Most exchanges one list returns, and the default `limit` (100).
+    public var listLimit: Int = 100
+    /// The lease of the exchange a replica works on (30 s).
+    public var lease: Duration = .seconds(30)
+    /// The work loop's wait when nothing is claimable (1 s).
+    public var pollInterval: Duration = .seconds(1)
+    /// How long the step in hand may run on after SIGTERM before it is cancelled (20 s).
+    public var shutdownGrace: Duration = .seconds(20)
+    /// The orchestrator core's settings (limits, retries, completion checks, teardown).
+    public var core = OrchestratorSettings()
+
+    /// Every setting at its default.
+    public init() {}
+
+    /// The defaults with the environment's overrides (see the table above).
+    /// - Throws: ``OrchestratorServiceError/Code/invalidSetting`` naming the variable.
+    public init(environment: [String: String]) throws(OrchestratorServiceError) {
+        self.init()
+        if let value = try Self.integer(environment, "EXCHANGER_ORCHESTRATOR_MAX_BODY_BYTES", 1024...(64 << 20)) { maxBodyBytes = value }
+        if let value = try Self.integer(environment, "EXCHANGER_ORCHESTRATOR_MAX_DOCUMENT_IDS", 1...1_000_000) {
+            core.limits.maxDocumentIDs = value
+        }
+        if let value = try Self.integer(environment, "EXCHANGER_ORCHESTRATOR_LIST_LIMIT", 1...10_000) { listLimit = value }
+        if let value = try Self.seconds(environment, "EXCHANGER_ORCHESTRATOR_LEASE_SECONDS", 1...3600) { lease = value }
+        if let value = try Self.seconds(environment, "EXCHANGER_ORCHESTRATOR_POLL_SECONDS", 0.01...300) { pollInterval = value }
+        if let value = try Self.seconds(environment, "EXCHANGER_ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS", 0...3600) { shutdownGrace = value }
+        if let value = try Self.seconds(environment, "EXCHANGER_ORCHESTRATOR_CHECK_INTERVAL_SECONDS", 0.01...3600) {
+            core.drain.checkInterval = value
+        }
+        if let value = try Self.integer(environment, "EXCHANGER_ORCHESTRATOR_COPY_RETRIES", 0...100) { core.copyRetries.retries = value }
+        if let value = try Self.seconds(environment, "EXCHANGER_ORCHESTRATOR_COPY_RETRY_DELAY_SECONDS", 0...86_400) {
+            core.copyRetries.initialDelay = value
+        }
+        if let value = try Self.seconds(environment, "EXCHANGER_ORCHESTRATOR_WORKER_STOP_TIMEOUT_SECONDS", 1...86_400) {
+            core.drain.workerStopTimeout = value
+        }
+    }
+
+    private static func integer(
+        _ environment: [String: String], _ name: String, _ range: ClosedRange<Int>
+    ) throws(OrchestratorServiceError) -> Int? {
+        guard let text = environment[name], !text.isEmpty else { return nil }
+        guard let value = Int(text), range.contains(value) else {
+            throw OrchestratorServiceError(.invalidSetting, "\(name)='\(text)' must be a whole number in \(range.lowerBound)…\(range.upperBound)")
+        }
+        return value
+    }
+
+    private static func seconds(
+        _ environment: [String: String], _ name: String, _ range: ClosedRange<Double>
+    ) throws(OrchestratorServiceError) -> Duration? {
+        guard let text = environment[name], !text.isEmpty else { return nil }
+        guard let value = Double(text), value.isFinite, range.contains(value) else {
+            throw OrchestratorServiceError(.invalidSetting, "\(name)='\(text)' must be a number of seconds in \(range.lowerBound)…\(range.upperBound)")
+        }
+        return .milliseconds(Int64((value * 1000).rounded()))
+    }
+}

@@ -1,0 +1,148 @@
+import Foundation
+import Logging
+import Orchestrator
+import Synchronization
+
+/// A one-way stop request shared by the work loop and whoever handles SIGTERM.
+public final class StopSignal: Sendable {
+    private let requested = Mutex(false)
+
+    /// A signal not yet requested.
+    public init() {}
+
+    /// Asks the loop to stop after the step in hand.
+    public func request() { requested.withLock { $0 = true } }
+
+    /// Whether a stop was requested.
+    public var isRequested: Bool { requested.withLock { $0 } }
+
+    /// Sleeps `duration`, returning early (within 50 ms) when a stop is requested or the task is cancelled.
+    public func sleep(for duration: Duration) async {
+        let deadline = ContinuousClock.now + duration
+        while !isRequested, !Task.isCancelled {
+            let left = deadline - ContinuousClock.now
+            if left <= .zero { return }
+            try? await Task.sleep(for: min(left, .milliseconds(50)))
+        }
+    }
+}
+
+/// The lifecycle work loop of one orchestrator replica: claims the next exchange whose lease is
+/// free or expired, advances it step by step while renewing the lease every third of it, and
+/// starts over; waits ``OrchestratorServiceSettings/pollInterval`` when there is nothing to claim.
+///
+/// It follows ``ExchangeRunner/workOnce(owner:lease:)`` (an exchange that reaches a final state has
+/// its lease released; one in PROCESSING whose queues still hold messages keeps a lease of the
+/// completion-check interval) and adds a stop between steps: once ``StopSignal/request()`` is
+/// called, the step in hand finishes, the lease is given back (another replica resumes the
+/// exchange at once) and ``run(stop:)`` returns. Cancelling the task interrupts the step in hand
+/// (every step is idempotent, so the next owner simply runs it again) and also gives the lease back.
+public struct OrchestratorWorkLoop: Sendable {
+    /// The lifecycle.
+    public let runner: ExchangeRunner
+    /// This replica's owner name in the leases.
+    public let owner: String
+    /// Lease and poll interval.
+    public let settings: OrchestratorServiceSettings
+    /// Where it logs.
+    public let logger: Logger
+
+    /// A value with the given fields.
+    public init(runner: ExchangeRunner, owner: String, settings: OrchestratorServiceSettings, logger: Logger) {
+        self.runner = runner
+        self.owner = owner
+        self.settings = settings
+        self.logger = logger
+    }
+
+    /// Works until `stop` is requested (or the task is cancelled). Errors are logged and retried
+    /// with a capped backoff; the exchange at fault keeps its lease until it expires, so another
+    /// attempt comes after the lease at the earliest.
+    public func run(stop: StopSignal) async {
+        var failures = 0
+        while !stop.isRequested, !Task.isCancelled {
+            do {
+                if try await workOnce(stop: stop) == nil { await stop.sleep(for: settings.pollInterval) }
+                failures = 0
+            } catch {
+                if Task.isCancelled || error is CancellationError { break }
+                failures += 1
+                logger.error("lifecycle step failed", metadata: ["error": "\(error)", "replica": "\(owner)"])
+                let wait = min(settings.pollInterval * Double(1 << min(failures, 5)), .seconds(30))
+                await stop.sleep(for: wait)
+            }
+        }
+        logger.info("lifecycle work loop stopped", metadata: ["replica": "\(owner)"])
+    }
+
+    /// One claim: nil when nothing was claimable (or a stop is requested), else the exchange after
+    /// the steps taken.
+    public func workOnce(stop: StopSignal) async throws -> ExchangeRecord? {
+        guard !stop.isRequested else { return nil }
+        let store = runner.store
+        let owner = owner
+        let lease = settings.lease
+        guard let claimed = try await store.claimNextWork(owner: owner, lease: lease) else { return nil }
+        let jobID = claimed.jobID
+        logger.debug("exchange claimed", metadata: ["jobId": "\(jobID)", "state": "\(claimed.state)"])
+        let outcome: ExchangeRecord?
+        do {
+            outcome = try await withThrowingTaskGroup(of: ExchangeRecord?.self) { group in
+                group.addTask {
+                    while true {
+                        try await Task.sleep(for: lease / 3)
+                        guard try await store.renewLease(jobID, owner: owner, lease: lease) else {
+                            throw OrchestratorError(.leaseLost, "the lease of exchange \(jobID) was lost by \(owner)")
+                        }
+                    }
+                }
+                group.addTask { try await self.advance(jobID, stop: stop) }
+                defer { group.cancelAll() }
+                return try await group.next() ?? nil
+            }
+        } catch {
+            if Task.isCancelled || error is CancellationError { await release(jobID) }
+            throw error
+        }
+        guard let record = outcome else {
+            // Stopped between steps: another replica may resume it at once.
+            await release(jobID)
+            return claimed
+        }
+        if record.state != claimed.state {
+            logger.info("exchange advanced", metadata: ["jobId": "\(jobID)", "from": "\(claimed.state)", "state": "\(record.state)"])
+        }
+        if record.state.isFinal {
+            try await store.releaseLease(jobID, owner: owner)
+        } else if record.state == .processing {
+            _ = try await store.renewLease(jobID, owner: owner, lease: max(settings.core.drain.checkInterval, .milliseconds(100)))
+        }
+        return record
+    }
+
+    /// Steps until the exchange is final, or PROCESSING with messages still in its queues; nil
+    /// when a stop was requested between two steps.
+    private func advance(_ jobID: String, stop: StopSignal) async throws -> ExchangeRecord? {
+        while true {
+            if stop.isRequested { return nil }
+            let before = try await runner.store.get(jobID)
+            let record = try await runner.step(jobID)
+            if record.state.isFinal { return record }
+            if record.state == .processing, before?.state == .processing { return record }
+        }
+    }
+
+    /// Gives the lease back outside the (possibly cancelled) current task; failures only logged.
+    private func release(_ jobID: String) async {
+        let store = runner.store
+        let owner = owner
+        let released = await Task {
+            do {
+                return try await store.releaseLease(jobID, owner: owner)
+            } catch {
+                return false
+            }
+        }.value
+        logger.info("lease given back", metadata: ["jobId": "\(jobID)", "released": "\(released)"])
+    }
+}
