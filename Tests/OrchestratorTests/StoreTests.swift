@@ -113,13 +113,15 @@ struct StoreTests {
             let done = try await h.accept(request(batch: 3))
             try await h.move(done, to: .finished)
             let first = try await h.store.claimNextWork(owner: "r1", lease: .seconds(30))
-            let second = try await h.store.claimNextWork(owner: "r2", lease: .milliseconds(300))
+            // r2's lease is short, but long enough that the checks below run before it ends even on
+            // a loaded machine (300 ms was not).
+            let second = try await h.store.claimNextWork(owner: "r2", lease: .seconds(3))
             #expect(Set([first?.jobID, second?.jobID]) == Set([a.jobID, b.jobID]))
             #expect(first?.owner == "r1")
             #expect(try await h.store.claimNextWork(owner: "r3", lease: .seconds(30)) == nil)
             #expect(try await h.store.renewLease(try #require(first).jobID, owner: "r1", lease: .seconds(30)))
             #expect(try await !h.store.renewLease(try #require(first).jobID, owner: "r2", lease: .seconds(30)))
-            try await Task.sleep(for: .milliseconds(400))
+            try await Task.sleep(for: .milliseconds(3200))
             // r2's lease expired: another replica resumes its exchange.
             let resumed = try await h.store.claimNextWork(owner: "r3", lease: .seconds(30))
             #expect(resumed?.jobID == second?.jobID && resumed?.owner == "r3")
