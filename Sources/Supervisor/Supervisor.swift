@@ -408,8 +408,7 @@ public actor Supervisor {
     }
 
     func retireIfIdle(_ key: SlotKey) {
-        guard let slot = slots[key], slot.retiring, slot.machine.isIdle || slot.machine.pid == nil && !slot.machine.wanted else { return }
-        if case .backoff = slot.machine.state { return }
+        guard let slot = slots[key], slot.retiring, slot.machine.isIdle else { return }
         slots.removeValue(forKey: key)
     }
 
