@@ -8,26 +8,10 @@ public enum SQLDialect: String, Sendable {
 }
 
 extension SQLDialect {
-    /// Statements are written with PostgreSQL's `$1` placeholders; SQLite spells them `?1`.
-    /// A `$` not followed by a digit is left alone.
+    /// Statements are written with PostgreSQL's `$1` placeholders; SQLite spells them `?1`
+    /// (``SQLPlaceholders/sqlite(_:)``).
     public func placeholders(_ sql: String) -> String {
-        guard self == .sqlite else { return sql }
-        var result = ""
-        result.reserveCapacity(sql.utf8.count)
-        var previousWasDollar = false
-        for character in sql {
-            if previousWasDollar {
-                result.append(character.isNumber ? "?" : "$")
-                previousWasDollar = false
-            }
-            if character == "$" {
-                previousWasDollar = true
-                continue
-            }
-            result.append(character)
-        }
-        if previousWasDollar { result.append("$") }
-        return result
+        self == .sqlite ? SQLPlaceholders.sqlite(sql) : sql
     }
 }
 

@@ -23,7 +23,7 @@ enum CaseSQLConnection: Sendable {
     func query(_ sql: String, _ binds: [SQLValue] = []) async throws -> [SQLRow] {
         switch self {
         case .postgres(let connection): try await connection.query(sql, binds)
-        case .sqlite(let connection): try await connection.query(Self.sqlitePlaceholders(sql), binds)
+        case .sqlite(let connection): try await connection.query(SQLPlaceholders.sqlite(sql), binds)
         }
     }
 
@@ -31,7 +31,7 @@ enum CaseSQLConnection: Sendable {
     func update(_ sql: String, _ binds: [SQLValue] = []) async throws -> Int {
         switch self {
         case .postgres(let connection): try await connection.update(sql, binds)
-        case .sqlite(let connection): try await connection.update(Self.sqlitePlaceholders(sql), binds)
+        case .sqlite(let connection): try await connection.update(SQLPlaceholders.sqlite(sql), binds)
         }
     }
 
@@ -67,27 +67,6 @@ enum CaseSQLConnection: Sendable {
         "\"" + identifier.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 
-    /// `$1` → `?1` outside string literals.
-    static func sqlitePlaceholders(_ sql: String) -> String {
-        var result = ""
-        result.reserveCapacity(sql.utf8.count)
-        var inString = false
-        var previousWasDollar = false
-        for character in sql {
-            if character == "'" { inString.toggle() }
-            if previousWasDollar {
-                result.append(character.isNumber ? "?" : "$")
-                previousWasDollar = false
-            }
-            if character == "$", !inString {
-                previousWasDollar = true
-                continue
-            }
-            result.append(character)
-        }
-        if previousWasDollar { result.append("$") }
-        return result
-    }
 }
 
 /// Creating, opening, migrating and dropping per-case databases.

@@ -34,7 +34,7 @@ public struct CaseDatabaseConnection: Sendable {
     public func query(_ sql: String, _ binds: [SQLValue] = []) async throws(DatabaseError) -> [SQLRow] {
         switch backend {
         case .postgres(let connection): try await connection.query(sql, binds)
-        case .sqlite(let connection): try await connection.query(Self.sqlitePlaceholders(sql), binds)
+        case .sqlite(let connection): try await connection.query(SQLPlaceholders.sqlite(sql), binds)
         }
     }
 
@@ -53,25 +53,4 @@ public struct CaseDatabaseConnection: Sendable {
         }
     }
 
-    /// `$1` → `?1` outside string literals.
-    static func sqlitePlaceholders(_ sql: String) -> String {
-        var result = ""
-        result.reserveCapacity(sql.utf8.count)
-        var inString = false
-        var previousWasDollar = false
-        for character in sql {
-            if character == "'" { inString.toggle() }
-            if previousWasDollar {
-                result.append(character.isNumber ? "?" : "$")
-                previousWasDollar = false
-            }
-            if character == "$", !inString {
-                previousWasDollar = true
-                continue
-            }
-            result.append(character)
-        }
-        if previousWasDollar { result.append("$") }
-        return result
-    }
 }
