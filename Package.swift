@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "exchanger-supervisor", targets: ["exchanger-supervisor"]),
         .executable(name: "exchanger-exec", targets: ["exchanger-exec"]),
         .executable(name: "exchanger-orchestrator", targets: ["exchanger-orchestrator"]),
+        .executable(name: "exchanger-uploader", targets: ["exchanger-uploader"]),
         .library(name: "Broker", targets: ["Broker"]),
     ],
     dependencies: [
@@ -202,13 +203,48 @@ let package = Package(
         ),
         .executableTarget(name: "exchanger-orchestrator", dependencies: ["OrchestratorService"], swiftSettings: strict),
 
+        // The document engine: the protocol the annotation path and the uploader speak, and the
+        // local engine of the embedded default (documents, annotations and text in object storage).
+        .target(
+            name: "DocumentEngine",
+            dependencies: ["ObjectStorage", logging],
+            swiftSettings: strict
+        ),
+        // The uploader: ingests each destination PDF into the destination document engine.
+        .target(
+            name: "UploaderProcessor",
+            dependencies: [
+                "Broker", "DocumentEngine", "ExchangerEvents", "ObjectStorage", "WorkerRuntime", logging,
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(name: "exchanger-uploader", dependencies: ["UploaderProcessor", "WorkerRuntime"], swiftSettings: strict),
+
+        // A whole exchange on one machine: the workspace of `exchanger run`, the supervisor it
+        // starts, the orchestrator client, progress, and the exact verification of a finished exchange.
+        .target(
+            name: "ExchangeFleet",
+            dependencies: [
+                "Broker", "CaseData", "CaseDatabase", "ConcurrencySupport", "DatabaseSupport", "Deployments", "ExchangerEvents",
+                "ObjectStorage", "Orchestrator", "ProcessSupport", logging,
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+
         // The `exchanger` command line, as a library so it is testable; `exchanger` is its thin main.
         .target(
             name: "ExchangerCLI",
             dependencies: [
                 "Broker", "DatabaseSupport", "ProcessSupport", "ExchangerLogging", "ExchangerEvents", "ObjectStorage",
                 "WorkerRuntime", "S3CopyProcessor", "DeadLetterProcessor", "Deployments", "Supervisor", "CaseData",
+                "ExchangeFleet", "Orchestrator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 logging,
             ],
             swiftSettings: strict
@@ -287,8 +323,20 @@ let package = Package(
             dependencies: [
                 "Broker", "CaseDatabase", "ConcurrencySupport", "DatabaseSupport", "ExchangerEvents", "ExchangerTestSupport", "ObjectStorage",
                 "PostgresClient", "SQLiteClient", "ProcessSupport", "WorkerRuntime", "S3CopyProcessor",
-                "StatusUpdateProcessor", "DeadLetterProcessor",
-                "exchanger", "exchanger-s3-copy", "exchanger-status-update", "exchanger-dlq",
+                "StatusUpdateProcessor", "DeadLetterProcessor", "DocumentEngine", "UploaderProcessor",
+                "exchanger", "exchanger-s3-copy", "exchanger-status-update", "exchanger-dlq", "exchanger-uploader",
+            ],
+            swiftSettings: strict
+        ),
+        // Whole exchanges through real processes: orchestrator, supervisor and workers.
+        .testTarget(
+            name: "ExchangeTests",
+            dependencies: [
+                "Broker", "CaseData", "CaseDatabase", "DatabaseSupport", "Deployments", "ExchangeFleet", "ExchangerEvents",
+                "ExchangerTestSupport", "ObjectStorage", "Orchestrator", "ProcessSupport",
+                "exchanger", "exchanger-orchestrator", "exchanger-supervisor", "exchanger-exec", "exchanger-s3-copy",
+                "exchanger-status-update", "exchanger-dlq", "exchanger-uploader",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: strict
         ),

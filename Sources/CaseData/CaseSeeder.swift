@@ -45,6 +45,9 @@ public struct CaseSeeder: Sendable {
     public var documentsPerRound = 2_000
     /// Uploads in flight at once.
     public var uploadConcurrency = 16
+    /// Least size of each PDF rendition in bytes (0: as small as the content allows, about 1–3 KB);
+    /// benchmarks set 65,536 for realistic transfers.
+    public var pdfBytes = 0
     private let logger: Logger
 
     /// A seeder writing rows through `databases` and, with a `store`, each document's files.
@@ -88,7 +91,7 @@ public struct CaseSeeder: Sendable {
                 bases[table] = try await connection.query("SELECT coalesce(max(id), 0) AS m FROM \(CaseSQLConnection.quote(table))")
                     .first?["m"].int64 ?? 0
             }
-            plan = SeedPlan(documents: documents, seed: seed, bases: bases)
+            plan = SeedPlan(documents: documents, seed: seed, bases: bases, pdfBytes: pdfBytes)
             let round = max(1, documentsPerRound)
             rows = try await connection.transaction { connection in
                 var counts: [String: Int] = [:]
@@ -243,9 +246,12 @@ struct SeedPlan: Sendable {
     let batches: Int
     /// Bit position of each confidentiality code (a seed-dependent permutation of 0…9).
     let codeBits: [Int]
+    /// Least size of each PDF rendition.
+    let pdfBytes: Int
 
-    init(documents: Int, seed: UInt64, bases: [String: Int64]) {
+    init(documents: Int, seed: UInt64, bases: [String: Int64], pdfBytes: Int = 0) {
         self.documents = documents
+        self.pdfBytes = pdfBytes
         self.seed = seed
         self.bases = bases
         custodians = min(500, max(3, documents / 50))
@@ -440,7 +446,7 @@ struct SeedPlan: Sendable {
         let native = SyntheticFiles.nativeKinds[index % SyntheticFiles.nativeKinds.count]
         let body = "This is synthetic document \(id) of seed \(seed). It discusses \(CaseSeeder.issueNames[index % CaseSeeder.issueNames.count].lowercased())."
         return [
-            SeedFile(documentID: id, name: "\(id).pdf", mime: "application/pdf", data: SyntheticFiles.pdf(title: title, pages: pages)),
+            SeedFile(documentID: id, name: "\(id).pdf", mime: "application/pdf", data: SyntheticFiles.pdf(title: title, pages: pages, minimumBytes: pdfBytes)),
             SeedFile(documentID: id, name: "\(id).\(native.ext)", mime: native.mime,
                 data: SyntheticFiles.native(kind: index, documentID: id, title: title, body: body)),
             SeedFile(documentID: id, name: "\(id).txt", mime: "text/plain", data: Data((title + "\n\n" + body + "\n").utf8)),

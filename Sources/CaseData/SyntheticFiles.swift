@@ -2,8 +2,9 @@ import Foundation
 
 /// Small, valid files for synthetic documents: a PDF rendition, a native file, a text file.
 enum SyntheticFiles {
-    /// A valid PDF of `pages` pages (1…50), each showing `title` and its page number.
-    static func pdf(title: String, pages: Int) -> Data {
+    /// A valid PDF of `pages` pages (1…50), each showing `title` and its page number; with
+    /// `minimumBytes`, padded to at least that size by an unreferenced stream object (still valid).
+    static func pdf(title: String, pages: Int, minimumBytes: Int = 0) -> Data {
         let pageCount = min(max(pages, 1), 50)
         let safeTitle = title.unicodeScalars.map { scalar -> String in
             switch scalar {
@@ -23,6 +24,11 @@ enum SyntheticFiles {
                 "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents \(5 + 2 * page) 0 R /Resources << /Font << /F1 3 0 R >> >> >>")
             let content = "BT /F1 14 Tf 72 720 Td (\(safeTitle)) Tj 0 -24 Td (Page \(page + 1) of \(pageCount)) Tj ET"
             objects.append("<< /Length \(content.utf8.count) >>\nstream\n\(content)\nendstream")
+        }
+        let unpadded = objects.reduce(400) { $0 + $1.utf8.count + 40 }
+        if minimumBytes > unpadded {
+            let filler = String(repeating: "0123456789abcdef", count: (minimumBytes - unpadded) / 16 + 1)
+            objects.append("<< /Length \(filler.utf8.count) >>\nstream\n\(filler)\nendstream")
         }
         var output = "%PDF-1.4\n"
         var offsets: [Int] = []

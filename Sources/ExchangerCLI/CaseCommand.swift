@@ -54,6 +54,8 @@ struct CaseCommand: AsyncParsableCommand {
         @Option(name: .long, help: "Seed of the generator: the same seed gives the same case.") var seed: UInt64 = 1
         @Option(name: .long, help: "Object storage (file:///dir or s3://bucket[/prefix]) for each document's PDF, native and text file.")
         var storage: String?
+        @Option(name: .long, help: "Least size of each PDF rendition in bytes (0: as small as the content allows).")
+        var pdfBytes = 0
 
         func run() async throws {
             try await CaseCommand.reportingErrors {
@@ -61,7 +63,9 @@ struct CaseCommand: AsyncParsableCommand {
                 var store: (any ObjectStore)?
                 if let storage { store = try await ObjectStorage.open(storage, logger: Logger(label: "exchanger.storage")) }
                 do {
-                    let report = try await CaseSeeder(databases: databases, store: store).seed(caseID: caseID, documents: documents, seed: seed)
+                    var seeder = CaseSeeder(databases: databases, store: store)
+                    seeder.pdfBytes = pdfBytes
+                    let report = try await seeder.seed(caseID: caseID, documents: documents, seed: seed)
                     try await store?.shutdown()
                     try CaseCommand.printJSON(report)
                 } catch {

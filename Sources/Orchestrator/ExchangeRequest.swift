@@ -171,6 +171,9 @@ public struct ExchangeRequest: Sendable, Hashable, Codable {
         where value <= 0 {
             throw OrchestratorError(.invalidRequest, "must be a positive integer, not \(value)", field: field)
         }
+        guard destinationCaseID != sourceCaseID else {
+            throw OrchestratorError(.invalidRequest, "must differ from sourceCaseId (a case is not exchanged into itself)", field: "destinationCaseId")
+        }
         switch selection {
         case .label(let id) where id <= 0:
             throw OrchestratorError(.invalidRequest, "must be a positive integer, not \(id)", field: "labelId")

@@ -3,6 +3,9 @@ import Deployments
 import ExchangerEvents
 import Foundation
 import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Retries of the case-data copy: Step Functions' `IntervalSeconds` 30, `BackoffRate` 2.0, 3 retries.
 public struct CopyRetrySettings: Sendable, Hashable {
@@ -41,6 +44,11 @@ public struct OrchestratorSettings: Sendable, Hashable {
 
     /// Every setting at its default.
     /// A value with the given fields.
+    /// Fault injection for crash tests only (`EXCHANGER_FAILPOINT_EXIT_IN_STATE`): the process
+    /// SIGKILLs itself right after a transition into the state named here has committed (the
+    /// lease still held, nothing else done), exactly like a crash at that point. Never set in production.
+    public var exitInState: String?
+
     public init() {}
 }
 
@@ -108,6 +116,21 @@ public struct ExchangeRunner: Sendable {
     @discardableResult
     public func step(_ jobID: String) async throws -> ExchangeRecord {
         guard let record = try await store.get(jobID) else { throw OrchestratorError(.notFound, "no exchange has job id '\(jobID)'") }
+        let next = try await step(record)
+        failpoint(next, after: record.state)
+        return next
+    }
+
+    /// The failpoint of ``OrchestratorSettings/exitInState``: SIGKILLs this process when `record`
+    /// has just entered that state.
+    func failpoint(_ record: ExchangeRecord, after previous: ExchangeState) {
+        guard let state = settings.exitInState, record.state.name == state, record.state != previous else { return }
+        logger.critical("failpoint: exiting by SIGKILL", metadata: ["jobId": "\(record.jobID)", "state": "\(state)"])
+        kill(getpid(), SIGKILL)
+    }
+
+    private func step(_ record: ExchangeRecord) async throws -> ExchangeRecord {
+        let jobID = record.jobID
         switch record.state {
         case .accepted:
             return try await transition(record, to: .provisioning, publishing: .exchangerInitiated, detail: ExchangeStatusDetail())
@@ -124,6 +147,7 @@ public struct ExchangeRunner: Sendable {
             }
             let next = try await transition(
                 record, to: .constructingPayload, publishing: .dbCopyFinished, detail: PayloadDetail(documents: outcome.documents.count))
+            failpoint(next, after: record.state)
             return try await constructPayload(next, outcome: outcome)
         case .constructingPayload:
             // Resumed after a crash: the copy is idempotent and returns the same documents and ids.

@@ -19,6 +19,8 @@ public struct OrchestratorCommand: AsyncParsableCommand {
             API tokens: EXCHANGER_API_TOKENS (comma-separated) or EXCHANGER_API_TOKENS_FILE (one per line); \
             without any the process refuses to start unless --insecure-no-auth is given. \
             Case data: EXCHANGER_CASE_DATABASE_URL (required), EXCHANGER_CASE_DATABASE_PREFIX, EXCHANGER_CASE_COPY_*. \
+            Completion: checked when a document's path ends (events on the EXCHANGER_ORCHESTRATOR_EVENT_QUEUE queue, exch-orch) \
+            and every EXCHANGER_ORCHESTRATOR_CHECK_INTERVAL_SECONDS. \
             Signals: SIGTERM/SIGINT stop accepting requests, finish the step in hand and exit 0.
             """
     )
@@ -80,7 +82,12 @@ public struct OrchestratorCommand: AsyncParsableCommand {
         logger.info("orchestrator started", metadata: [
             "replica": "\(replica)", "port": "\(server.port)", "tokens": "\(tokens.count)",
         ])
-        let loop = OrchestratorWorkLoop(runner: service.runner, owner: replica, settings: settings, logger: logger)
+        let wakeup = WorkLoopWakeup()
+        let loop = OrchestratorWorkLoop(runner: service.runner, owner: replica, settings: settings, logger: logger, wakeup: wakeup)
+        let listener = LifecycleEventListener(
+            broker: broker, store: service.store, settings: settings.events, checkInterval: settings.core.drain.checkInterval,
+            wakeup: wakeup, logger: logger)
+        let events = Task { await listener.run(stop: stop) }
         let work = Task { await loop.run(stop: stop) }
 
         for await received in signals where received == SIGTERM || received == SIGINT {
@@ -109,6 +116,8 @@ public struct OrchestratorCommand: AsyncParsableCommand {
             work.cancel()
             await work.value
         }
+        events.cancel()
+        await events.value
         await broker.close()
         logger.info("orchestrator stopped", metadata: ["replica": "\(replica)"])
     }

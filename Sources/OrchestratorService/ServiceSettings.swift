@@ -16,6 +16,9 @@ import Orchestrator
 /// | `EXCHANGER_ORCHESTRATOR_COPY_RETRIES` | retries of the case-data copy | 3 |
 /// | `EXCHANGER_ORCHESTRATOR_COPY_RETRY_DELAY_SECONDS` | wait before the first copy retry (doubled each time) | 30 |
 /// | `EXCHANGER_ORCHESTRATOR_WORKER_STOP_TIMEOUT_SECONDS` | how long teardown waits for the exchange's workers | 600 |
+/// | `EXCHANGER_ORCHESTRATOR_EVENT_QUEUE` | the lifecycle event queue (completion checks on events) | exch-orch |
+/// | `EXCHANGER_ORCHESTRATOR_EVENT_BATCH` | events received at once from it | 100 |
+/// | `EXCHANGER_ORCHESTRATOR_EVENT_WAIT_SECONDS` | long-poll wait on it | 5 |
 public struct OrchestratorServiceSettings: Sendable, Hashable {
     /// Largest accepted request body in bytes (1 MiB).
     public var maxBodyBytes: Int = 1 << 20
@@ -29,6 +32,8 @@ public struct OrchestratorServiceSettings: Sendable, Hashable {
     public var shutdownGrace: Duration = .seconds(20)
     /// The orchestrator core's settings (limits, retries, completion checks, teardown).
     public var core = OrchestratorSettings()
+    /// The lifecycle event listener's settings (`exch-orch`).
+    public var events = LifecycleEventListener.Settings()
 
     /// Every setting at its default.
     public init() {}
@@ -55,6 +60,18 @@ public struct OrchestratorServiceSettings: Sendable, Hashable {
         if let value = try Self.seconds(environment, "EXCHANGER_ORCHESTRATOR_WORKER_STOP_TIMEOUT_SECONDS", 1...86_400) {
             core.drain.workerStopTimeout = value
         }
+        if let queue = environment["EXCHANGER_ORCHESTRATOR_EVENT_QUEUE"], !queue.isEmpty { events.queue = queue }
+        if let value = try Self.integer(environment, "EXCHANGER_ORCHESTRATOR_EVENT_BATCH", 1...10_000) { events.batchSize = value }
+        if let value = try Self.seconds(environment, "EXCHANGER_ORCHESTRATOR_EVENT_WAIT_SECONDS", 0.01...300) { events.wait = value }
+        if let state = environment["EXCHANGER_FAILPOINT_EXIT_IN_STATE"], !state.isEmpty {
+            let known = ["ACCEPTED", "PROVISIONING", "COPYING_DATABASE", "CONSTRUCTING_PAYLOAD", "PROCESSING", "DRAINING", "TEARING_DOWN"]
+            guard known.contains(state) else {
+                throw OrchestratorServiceError(.invalidSetting, "EXCHANGER_FAILPOINT_EXIT_IN_STATE='\(state)' must be one of \(known.joined(separator: ", "))")
+            }
+            core.exitInState = state
+        }
+        events.topic = core.drain.topic
+        events.deadLetterQueue = core.drain.deadLetterQueue
     }
 
     private static func integer(

@@ -16,13 +16,17 @@ public final class StopSignal: Sendable {
     /// Whether a stop was requested.
     public var isRequested: Bool { requested.withLock { $0 } }
 
-    /// Sleeps `duration`, returning early (within 50 ms) when a stop is requested or the task is cancelled.
-    public func sleep(for duration: Duration) async {
+    /// Sleeps `duration`, returning early (within 50 ms, 10 ms with a `wakeup`) when a stop is
+    /// requested, the task is cancelled, or `wakeup` is signalled.
+    public func sleep(for duration: Duration, wakeup: WorkLoopWakeup? = nil) async {
         let deadline = ContinuousClock.now + duration
+        let generation = wakeup?.current
+        let slice: Duration = wakeup == nil ? .milliseconds(50) : .milliseconds(10)
         while !isRequested, !Task.isCancelled {
+            if let wakeup, wakeup.current != generation { return }
             let left = deadline - ContinuousClock.now
             if left <= .zero { return }
-            try? await Task.sleep(for: min(left, .milliseconds(50)))
+            try? await Task.sleep(for: min(left, slice))
         }
     }
 }
@@ -46,13 +50,18 @@ public struct OrchestratorWorkLoop: Sendable {
     public let settings: OrchestratorServiceSettings
     /// Where it logs.
     public let logger: Logger
+    /// Ends the idle wait early (the lifecycle event listener signals it).
+    public let wakeup: WorkLoopWakeup?
 
     /// A value with the given fields.
-    public init(runner: ExchangeRunner, owner: String, settings: OrchestratorServiceSettings, logger: Logger) {
+    public init(
+        runner: ExchangeRunner, owner: String, settings: OrchestratorServiceSettings, logger: Logger, wakeup: WorkLoopWakeup? = nil
+    ) {
         self.runner = runner
         self.owner = owner
         self.settings = settings
         self.logger = logger
+        self.wakeup = wakeup
     }
 
     /// Works until `stop` is requested (or the task is cancelled). Errors are logged and retried
@@ -62,7 +71,7 @@ public struct OrchestratorWorkLoop: Sendable {
         var failures = 0
         while !stop.isRequested, !Task.isCancelled {
             do {
-                if try await workOnce(stop: stop) == nil { await stop.sleep(for: settings.pollInterval) }
+                if try await workOnce(stop: stop) == nil { await stop.sleep(for: settings.pollInterval, wakeup: wakeup) }
                 failures = 0
             } catch {
                 if Task.isCancelled || error is CancellationError { break }

@@ -22,6 +22,7 @@ struct RequestTests {
         Bad(body: #"{"sourceCaseId": 41, "destinationCaseId": -1, "batchId": 7, "labelId": 3}"#, field: "destinationCaseId", reason: "positive"),
         Bad(body: #"{"sourceCaseId": 41, "destinationCaseId": 42, "batchId": 1.5, "labelId": 3}"#, field: "batchId", reason: "positive integer"),
         Bad(body: #"{"sourceCaseId": 41, "destinationCaseId": 42, "batchId": "7", "labelId": 3}"#, field: "batchId", reason: "positive integer"),
+        Bad(body: #"{"sourceCaseId": 41, "destinationCaseId": 41, "batchId": 7, "labelId": 3}"#, field: "destinationCaseId", reason: "must differ from sourceCaseId"),
         Bad(body: "{\(base)}", field: "labelId", reason: "exactly one of"),
         Bad(body: "{\(base), \"labelId\": 3, \"folderId\": 4}", field: "folderId", reason: "exactly one of"),
         Bad(body: "{\(base), \"folderId\": 4, \"documentIds\": [1]}", field: "documentIds", reason: "exactly one of"),

@@ -1,0 +1,242 @@
+import AsyncHTTPClient
+import DatabaseSupport
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// An exchange as `GET /exchanges/{jobId}` shows it (the fields a client needs).
+public struct ExchangeStatus: Sendable, Hashable, Codable {
+    /// Where the exchange is on its way.
+    public struct Step: Sendable, Hashable, Codable {
+        /// Position on the happy path (nil off it).
+        public var number: Int?
+        /// Steps on the happy path.
+        public var of: Int
+        /// What the state means.
+        public var description: String
+    }
+
+    /// Document counts.
+    public struct Documents: Sendable, Hashable, Codable {
+        /// Documents the payload covers (nil until known).
+        public var total: Int?
+        /// Documents copied.
+        public var copied: Int
+        /// Documents missing in the source.
+        public var notFound: Int
+        /// Documents a stage gave up on.
+        public var failed: Int
+    }
+
+    /// One stage's counts.
+    public struct Stage: Sendable, Hashable, Codable {
+        /// Documents the stage finished.
+        public var done: Int
+        /// Documents the stage gave up on.
+        public var failed: Int
+        /// The exchange's document count (nil until known).
+        public var total: Int?
+    }
+
+    /// The exchange's id.
+    public var jobId: String
+    /// The state's name.
+    public var state: String
+    /// `FAILED` or `CANCELLED` while tearing down.
+    public var teardownTarget: String?
+    /// Where it is.
+    public var step: Step
+    /// Document counts.
+    public var documents: Documents
+    /// Per stage program.
+    public var stages: [String: Stage]
+    /// Payload messages sent so far.
+    public var payloadSent: Int
+    /// Why it failed or was cancelled.
+    public var error: String?
+
+    /// Whether the state is final (FINISHED, FAILED or CANCELLED).
+    public var isFinal: Bool { ["FINISHED", "FAILED", "CANCELLED"].contains(state) }
+}
+
+/// A client of the orchestrator's HTTP API (`exchanger submit | status | watch | cancel`, `exchanger run`).
+public struct OrchestratorClient: Sendable {
+    /// The API's base URL, e.g. `http://127.0.0.1:8080`.
+    public var baseURL: String
+    /// The bearer token.
+    public var token: String?
+    /// Timeout of one request (default 30 s).
+    public var requestTimeout: Duration = .seconds(30)
+
+    /// A client of the API at `baseURL` sending `token`.
+    public init(baseURL: String, token: String?) {
+        var base = baseURL
+        while base.hasSuffix("/") { base.removeLast() }
+        self.baseURL = base
+        self.token = token
+    }
+
+    /// The answer to a submission.
+    public struct Submitted: Sendable, Hashable, Codable {
+        /// The exchange's id.
+        public var jobId: String
+        /// Its state when answered.
+        public var state: String
+        /// False when the idempotency key named an exchange submitted before.
+        public var created: Bool
+    }
+
+    /// `POST /exchanges` with the request's JSON text.
+    /// - Throws: ``FleetError`` with `.invalidRequest` naming the field for a refused request.
+    public func submit(_ requestJSON: String, idempotencyKey: String? = nil) async throws -> Submitted {
+        var request = try makeRequest("/exchanges", method: .POST)
+        request.headers.add(name: "Content-Type", value: "application/json")
+        if let idempotencyKey { request.headers.add(name: "Idempotency-Key", value: idempotencyKey) }
+        request.body = .bytes(ByteBuffer(string: requestJSON))
+        let (status, body) = try await execute(request)
+        guard status == 202 || status == 200 else { throw failure(status, body) }
+        return try decode(Submitted.self, body)
+    }
+
+    /// `GET /exchanges/{jobId}`.
+    public func status(_ jobID: String) async throws -> ExchangeStatus {
+        try decode(ExchangeStatus.self, try await rawStatus(jobID))
+    }
+
+    /// `GET /exchanges/{jobId}`, the JSON text as the API sent it.
+    public func rawStatus(_ jobID: String) async throws -> String {
+        let (status, body) = try await execute(try makeRequest("/exchanges/" + Self.escape(jobID), method: .GET))
+        guard status == 200 else { throw failure(status, body) }
+        return body
+    }
+
+    /// `GET /exchanges` with optional filters, the JSON text as the API sent it.
+    public func list(state: String? = nil, caseID: Int64? = nil, limit: Int? = nil) async throws -> String {
+        var query: [String] = []
+        if let state { query.append("state=" + Self.escape(state)) }
+        if let caseID { query.append("caseId=\(caseID)") }
+        if let limit { query.append("limit=\(limit)") }
+        let path = "/exchanges" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
+        let (status, body) = try await execute(try makeRequest(path, method: .GET))
+        guard status == 200 else { throw failure(status, body) }
+        return body
+    }
+
+    /// The answer to a cancellation.
+    public struct Cancelled: Sendable, Hashable, Codable {
+        /// The exchange's id.
+        public var jobId: String
+        /// Its state after the request (`TEARING_DOWN`, or final when it had already ended).
+        public var state: String
+        /// `CANCELLED` (or `FAILED`) while tearing down.
+        public var teardownTarget: String?
+    }
+
+    /// `DELETE /exchanges/{jobId}`.
+    public func cancel(_ jobID: String) async throws -> Cancelled {
+        let (status, body) = try await execute(try makeRequest("/exchanges/" + Self.escape(jobID), method: .DELETE))
+        guard status == 200 || status == 202 else { throw failure(status, body) }
+        return try decode(Cancelled.self, body)
+    }
+
+    /// Whether `/readyz` answers 200.
+    public func isReady() async -> Bool {
+        guard let request = try? makeRequest("/readyz", method: .GET, authenticated: false) else { return false }
+        return (try? await execute(request, timeout: .seconds(2)).0) == 200
+    }
+
+    /// Waits until `/readyz` answers 200, checking every 100 ms.
+    /// - Throws: ``FleetError/Code/orchestratorUnavailable`` after `timeout`.
+    public func waitUntilReady(timeout: Duration, stillStarting: @Sendable () -> Bool = { true }) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if await isReady() { return }
+            guard stillStarting() else { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw FleetError(.orchestratorUnavailable, "the orchestrator at \(baseURL) did not become ready")
+    }
+
+    /// Polls the exchange every `interval` and hands each status to `update`, until it is final.
+    /// - Throws: ``FleetError/Code/timeout`` after `timeout`.
+    public func watch(
+        _ jobID: String, interval: Duration = .milliseconds(250), timeout: Duration,
+        update: (ExchangeStatus) throws -> Void
+    ) async throws -> ExchangeStatus {
+        let deadline = ContinuousClock.now + timeout
+        var transientFailures = 0
+        while true {
+            do {
+                let current = try await status(jobID)
+                transientFailures = 0
+                try update(current)
+                if current.isFinal { return current }
+            } catch let error as FleetError where error.code == .orchestratorUnavailable {
+                // The orchestrator restarting (crash, supervisor restart): keep watching for a while.
+                transientFailures += 1
+                if transientFailures > 120 { throw error }
+            }
+            guard ContinuousClock.now < deadline else {
+                throw FleetError(.timeout, "exchange \(jobID) did not end within \(timeout)")
+            }
+            try await Task.sleep(for: interval)
+        }
+    }
+
+    // MARK: Plumbing
+
+    private func makeRequest(_ path: String, method: HTTPMethod, authenticated: Bool = true) throws -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = method
+        if authenticated, let token { request.headers.add(name: "Authorization", value: "Bearer " + token) }
+        return request
+    }
+
+    private func execute(_ request: HTTPClientRequest, timeout: Duration? = nil) async throws -> (Int, String) {
+        let limit = timeout ?? requestTimeout
+        do {
+            let response = try await HTTPClient.shared.execute(request, timeout: .milliseconds(limit.milliseconds))
+            let body = try await response.body.collect(upTo: 16 << 20)
+            return (Int(response.status.code), String(buffer: body))
+        } catch let error as HTTPClientError {
+            throw FleetError(.orchestratorUnavailable, "\(request.method) \(request.url): \(error)")
+        } catch let error as ChannelError {
+            throw FleetError(.orchestratorUnavailable, "\(request.method) \(request.url): \(error)")
+        } catch let error as IOError {
+            throw FleetError(.orchestratorUnavailable, "\(request.method) \(request.url): \(error)")
+        }
+    }
+
+    private struct ErrorBody: Decodable {
+        struct Detail: Decodable {
+            var code: String
+            var message: String
+            var field: String?
+        }
+        var error: Detail
+    }
+
+    private func failure(_ status: Int, _ body: String) -> FleetError {
+        let detail = try? JSONDecoder().decode(ErrorBody.self, from: Data(body.utf8)).error
+        let message = detail.map { ($0.field.map { "\($0): " } ?? "") + $0.message } ?? "HTTP \(status): \(body.prefix(500))"
+        switch status {
+        case 401: return FleetError(.unauthorized, "the orchestrator refused the token (401): \(message)")
+        case 404: return FleetError(.notFound, message)
+        case 400, 413, 415, 422: return FleetError(.invalidRequest, message)
+        case 503: return FleetError(.orchestratorUnavailable, message)
+        default: return FleetError(.http, "HTTP \(status): \(message)")
+        }
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ body: String) throws -> T {
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(body.utf8))
+        } catch {
+            throw FleetError(.http, "unexpected answer from the orchestrator: \(error); body: \(body.prefix(500))")
+        }
+    }
+
+    private static func escape(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/?&="))) ?? text
+    }
+}

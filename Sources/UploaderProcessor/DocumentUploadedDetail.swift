@@ -1,0 +1,37 @@
+/// Detail of DOCUMENT_UPLOADED: a destination document is in the destination document engine.
+public struct DocumentUploadedDetail: Sendable, Hashable, Codable {
+    public var sourceDocumentID: Int64
+    public var exhibitID: Int64?
+    /// The document's id in the engine, `document_{caseId}_{batchId}_{documentId}_{exhibitId}`.
+    public var engineDocumentID: String
+    /// The destination PDF that was ingested, `case_{caseId}/documents/{documentId}/{file}`.
+    public var pdfKey: String
+    /// The PDF's size and SHA-256 (lower-case hex).
+    public var bytes: Int64
+    public var sha256: String
+    /// Layer annotations ingested with the PDF, and their attachments.
+    public var annotations: Int
+    public var attachments: Int
+    /// `created`, `replaced` or `unchanged` (a repeated delivery).
+    public var outcome: String
+
+    enum CodingKeys: String, CodingKey {
+        case sourceDocumentID = "sourceDocumentId", exhibitID = "exhibitId", engineDocumentID = "engineDocumentId", pdfKey, bytes, sha256
+        case annotations, attachments, outcome
+    }
+
+    public init(
+        sourceDocumentID: Int64, exhibitID: Int64?, engineDocumentID: String, pdfKey: String, bytes: Int64, sha256: String,
+        annotations: Int, attachments: Int, outcome: String
+    ) {
+        self.sourceDocumentID = sourceDocumentID
+        self.exhibitID = exhibitID
+        self.engineDocumentID = engineDocumentID
+        self.pdfKey = pdfKey
+        self.bytes = bytes
+        self.sha256 = sha256
+        self.annotations = annotations
+        self.attachments = attachments
+        self.outcome = outcome
+    }
+}

@@ -1,0 +1,244 @@
+import Broker
+import CaseDatabase
+import ExchangeFleet
+import ExchangerTestSupport
+import Foundation
+import ProcessSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Whole exchanges through real processes: `exchanger-supervisor` running the orchestrator,
+/// status-update, dlq, and per exchange `exchanger-s3-copy` and `exchanger-uploader`; the request
+/// over HTTP; every result verified exactly (rows through the id map column by column, files byte
+/// for byte, each event once, nothing left behind).
+@Suite("whole exchanges through real processes", .serialized)
+struct WholeExchangeTests {
+    @Test("PostgreSQL + S3: a 60-document exchange finishes exact, the batch status is FINISHED, and a second POST returns the same job")
+    func postgresAndS3() async throws {
+        try await FleetFixture.with(.postgres, storage: .s3) { fixture in
+            let demo = try await fixture.seed(documents: 60)
+            var options = LocalExchangeRun.Options()
+            options.timeout = .seconds(120)
+            let run = LocalExchangeRun(workspace: fixture.workspace, options: options, logger: fixture.logger)
+            let result = try await run.run(requestJSON: demo.requestJSON(includeNatives: true))
+            #expect(result.state == "FINISHED")
+            #expect(result.documents == 60 && result.copied == 60 && result.notFound == 0 && result.failed == 0)
+            let verification = try #require(result.verification)
+            #expect(verification.isExact, "\(verification.problems)")
+            #expect(verification.documents == 60)
+            #expect(verification.filesChecked == 120)  // the PDF and the native of each document
+            #expect(verification.rowsChecked > 60 * 10)
+            #expect(try await fixture.leftovers(result.jobId).isEmpty)
+            #expect(try await fixture.eventCount("EXCHANGER_FINISHED", jobID: result.jobId) == 1)
+            #expect(try await fixture.eventCount("DOCUMENT_UPLOADED", jobID: result.jobId) == 60)
+            // status-update wrote the destination batch's final status (it runs on its own; give it a moment).
+            let finished = try await eventually(timeout: .seconds(20)) {
+                try await fixture.batchStatus(caseID: 1002, batchID: 7) == .finished
+            }
+            #expect(finished)
+
+            // The same request again (a client retrying): the same job, nothing copied twice.
+            let again = try await run.run(requestJSON: demo.requestJSON(includeNatives: true))
+            #expect(again.jobId == result.jobId)
+            #expect(again.state == "FINISHED")
+            #expect(try #require(again.verification).isExact)
+            #expect(try await fixture.eventCount("DOCUMENT_UPLOADED", jobID: result.jobId) == 60)
+        }
+    }
+
+    @Test("`exchanger run --demo` on a fresh workspace: no server, exit 0, verified exact; --json reports the same")
+    func cliDemo() async throws {
+        try await withTemporaryDirectory { directory in
+            let workspace = directory.path + "/demo"
+            // Nothing of the caller's environment may point it elsewhere.
+            let environment = [
+                "EXCHANGER_DATABASE_URL": "", "EXCHANGER_DATABASE_URL_FILE": "", "EXCHANGER_CASE_DATABASE_URL": "",
+                "EXCHANGER_STORAGE_URL": "", "EXCHANGER_DOCUMENT_ENGINE_URL": "",
+            ]
+            let (status, output) = try await runExchanger(
+                ["run", "--demo", "--documents", "25", "--workspace", workspace], environment: environment)
+            #expect(status == 0, "\(output)")
+            #expect(output.contains("FINISHED"))
+            #expect(output.contains("verified   exact"), "\(output)")
+            #expect(output.contains("25 total, 25 copied, 0 not found, 0 failed"), "\(output)")
+            #expect(FileManager.default.fileExists(atPath: workspace + "/broker.sqlite"))
+            #expect(FileManager.default.fileExists(atPath: workspace + "/logs/fleet.log"))
+
+            // A second run in the same workspace reuses the case and finds the same exchange finished.
+            let (againStatus, againOutput) = try await runExchanger(
+                ["run", "--demo", "--documents", "25", "--workspace", workspace, "--json"], environment: environment)
+            #expect(againStatus == 0, "\(againOutput)")
+            let last = try #require(againOutput.split(separator: "\n").last)
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
+            #expect(object["state"] as? String == "FINISHED")
+            let verification = try #require(object["verification"] as? [String: Any])
+            #expect((verification["problems"] as? [Any])?.isEmpty == true)
+        }
+    }
+
+    @Test("a request the orchestrator refuses: exit 1 with the field named")
+    func cliRefusedRequest() async throws {
+        try await withTemporaryDirectory { directory in
+            let request = directory.path + "/request.json"
+            try #"{"sourceCaseId": 1, "destinationCaseId": 1, "batchId": 1, "labelId": 2}"#.write(toFile: request, atomically: true, encoding: .utf8)
+            let child = try ChildProcess(
+                executable: "/bin/sh",
+                arguments: ["-c", #"exec "$0" run "$1" --workspace "$2" 2>&1"#, TestEnvironment.exchanger, request, directory.path + "/ws"],
+                environment: ["EXCHANGER_DATABASE_URL": "", "EXCHANGER_CASE_DATABASE_URL": "", "EXCHANGER_STORAGE_URL": ""])
+            let output = try await child.readAll()
+            #expect(try await child.wait() == 1)
+            #expect(output.contains("destinationCaseId"), "\(output)")
+        }
+    }
+
+    @Test("a copy that cannot succeed: FAILED after its retries, everything torn down, EXCHANGER_FAILED once")
+    func failureTearsDown() async throws {
+        try await FleetFixture.with(.postgres) { fixture in
+            let demo = try await fixture.seed(documents: 5)
+            _ = try fixture.workspace.writeAPIToken()
+            let fleet = try fixture.startFleet()
+            let (orchestrator, client) = try fixture.startOrchestrator(replica: "fail", environment: ["EXCHANGER_ORCHESTRATOR_COPY_RETRIES": "1"])
+            do {
+                try await client.waitUntilReady(timeout: .seconds(60))
+                // Source case 9999 has no database: the copy fails on every attempt.
+                let request = demo.requestJSON().replacingOccurrences(of: #""sourceCaseId":1001"#, with: #""sourceCaseId":9999"#)
+                let submitted = try await client.submit(request)
+                let final = try await client.watch(submitted.jobId, timeout: .seconds(60)) { _ in }
+                #expect(final.state == "FAILED")
+                #expect(final.error?.isEmpty == false)
+                #expect(try await fixture.leftovers(submitted.jobId).isEmpty)
+                #expect(try await fixture.eventCount("EXCHANGER_FAILED", jobID: submitted.jobId) == 1)
+                #expect(try await fixture.eventCount("EXCHANGER_FINISHED", jobID: submitted.jobId) == 0)
+            } catch {
+                orchestrator.signal(SIGKILL)
+                _ = try? await orchestrator.wait()
+                await fleet.stop()
+                throw error
+            }
+            orchestrator.signal(SIGTERM)
+            #expect(try await orchestrator.wait(timeout: .seconds(30)) == 0)
+            #expect(await fleet.stop() == 0)
+        }
+    }
+
+    @Test("cancelled while its workers run: CANCELLED, workers stopped, queues and deployments gone, nothing copied after")
+    func cancellation() async throws {
+        try await FleetFixture.with(.postgres) { fixture in
+            let demo = try await fixture.seed(documents: 400)
+            _ = try fixture.workspace.writeAPIToken()
+            var workspace = fixture.workspace
+            // One message at a time, so the exchange is still running when the cancellation comes.
+            workspace.extraEnvironment["EXCHANGER_WORKER_BATCH_SIZE"] = "1"
+            workspace.extraEnvironment["EXCHANGER_WORKER_CONCURRENCY"] = "1"
+            let slow = FleetFixture(workspace: workspace, databases: fixture.databases, logger: fixture.logger)
+            let fleet = try slow.startFleet()
+            let (orchestrator, client) = try slow.startOrchestrator(replica: "cancel")
+            do {
+                try await client.waitUntilReady(timeout: .seconds(60))
+                let submitted = try await client.submit(demo.requestJSON())
+                let running = try await eventually(timeout: .seconds(60)) {
+                    let status = try await client.status(submitted.jobId)
+                    return status.state == "PROCESSING" && (status.stages["s3-copy"]?.done ?? 0) > 0
+                }
+                #expect(running)
+                let cancelled = try await client.cancel(submitted.jobId)
+                #expect(cancelled.state == "TEARING_DOWN" || cancelled.state == "CANCELLED")
+                let final = try await client.watch(submitted.jobId, timeout: .seconds(90)) { _ in }
+                #expect(final.state == "CANCELLED")
+                #expect(try await fixture.leftovers(submitted.jobId).isEmpty)
+                let uploaded = try await fixture.eventCount("DOCUMENT_UPLOADED", jobID: submitted.jobId)
+                #expect(uploaded < 400)
+                try await Task.sleep(for: .seconds(1))
+                #expect(try await fixture.eventCount("DOCUMENT_UPLOADED", jobID: submitted.jobId) == uploaded)
+                #expect(try await fixture.eventCount("EXCHANGER_FAILED", jobID: submitted.jobId) == 1)
+            } catch {
+                orchestrator.signal(SIGKILL)
+                _ = try? await orchestrator.wait()
+                await fleet.stop()
+                throw error
+            }
+            orchestrator.signal(SIGTERM)
+            #expect(try await orchestrator.wait(timeout: .seconds(30)) == 0)
+            #expect(await fleet.stop() == 0)
+        }
+    }
+
+    /// The states an orchestrator is killed in (SIGKILL by a failpoint right after the move into
+    /// the state is committed; ACCEPTED: killed right after the 202).
+    static let crashStates = ["ACCEPTED", "PROVISIONING", "COPYING_DATABASE", "CONSTRUCTING_PAYLOAD", "PROCESSING", "DRAINING"]
+
+    @Test("an orchestrator SIGKILLed in each state: another replica resumes and the exchange finishes exact", arguments: crashStates)
+    func crashResume(state: String) async throws {
+        try await FleetFixture.with(.postgres) { fixture in
+            let demo = try await fixture.seed(documents: 30)
+            _ = try fixture.workspace.writeAPIToken()
+            let fleet = try fixture.startFleet()
+            var survivors: [ChildProcess] = []
+            do {
+                let failpoint = state == "ACCEPTED" ? [:] : ["EXCHANGER_FAILPOINT_EXIT_IN_STATE": state]
+                let (doomed, first) = try fixture.startOrchestrator(replica: "doomed", environment: failpoint)
+                try await first.waitUntilReady(timeout: .seconds(60))
+                let submitted = try await first.submit(demo.requestJSON())
+                if state == "ACCEPTED" { doomed.signal(SIGKILL) }
+                let status = try await doomed.wait(timeout: .seconds(60))
+                #expect(status == 128 + SIGKILL)
+                if state != "ACCEPTED" { #expect(try await fixture.state(submitted.jobId) == state) }
+
+                let (heir, second) = try fixture.startOrchestrator(replica: "heir")
+                survivors.append(heir)
+                try await second.waitUntilReady(timeout: .seconds(60))
+                let final = try await second.watch(submitted.jobId, timeout: .seconds(90)) { _ in }
+                #expect(final.state == "FINISHED")
+                let verification = try await fixture.verify(submitted.jobId)
+                #expect(verification.isExact, "\(verification.problems)")
+                #expect(verification.documents == 30)
+                #expect(try await fixture.leftovers(submitted.jobId).isEmpty)
+                #expect(try await fixture.eventCount("EXCHANGER_FINISHED", jobID: submitted.jobId) == 1)
+                heir.signal(SIGTERM)
+                #expect(try await heir.wait(timeout: .seconds(30)) == 0)
+                survivors.removeAll()
+            } catch {
+                for child in survivors { child.signal(SIGKILL); _ = try? await child.wait() }
+                await fleet.stop()
+                throw error
+            }
+            #expect(await fleet.stop() == 0)
+        }
+    }
+
+    @Test("an orchestrator SIGKILLed while tearing a failed exchange down: another replica finishes it FAILED with nothing left")
+    func crashWhileTearingDown() async throws {
+        try await FleetFixture.with(.postgres) { fixture in
+            let demo = try await fixture.seed(documents: 5)
+            _ = try fixture.workspace.writeAPIToken()
+            let fleet = try fixture.startFleet()
+            var survivors: [ChildProcess] = []
+            do {
+                let (doomed, first) = try fixture.startOrchestrator(
+                    replica: "doomed", environment: ["EXCHANGER_FAILPOINT_EXIT_IN_STATE": "TEARING_DOWN", "EXCHANGER_ORCHESTRATOR_COPY_RETRIES": "0"])
+                try await first.waitUntilReady(timeout: .seconds(60))
+                let request = demo.requestJSON().replacingOccurrences(of: #""sourceCaseId":1001"#, with: #""sourceCaseId":9999"#)
+                let submitted = try await first.submit(request)
+                #expect(try await doomed.wait(timeout: .seconds(60)) == 128 + SIGKILL)
+                #expect(try await fixture.state(submitted.jobId) == "TEARING_DOWN")
+                let (heir, second) = try fixture.startOrchestrator(replica: "heir")
+                survivors.append(heir)
+                try await second.waitUntilReady(timeout: .seconds(60))
+                let final = try await second.watch(submitted.jobId, timeout: .seconds(60)) { _ in }
+                #expect(final.state == "FAILED")
+                #expect(try await fixture.leftovers(submitted.jobId).isEmpty)
+                #expect(try await fixture.eventCount("EXCHANGER_FAILED", jobID: submitted.jobId) == 1)
+                heir.signal(SIGTERM)
+                #expect(try await heir.wait(timeout: .seconds(30)) == 0)
+                survivors.removeAll()
+            } catch {
+                for child in survivors { child.signal(SIGKILL); _ = try? await child.wait() }
+                await fleet.stop()
+                throw error
+            }
+            #expect(await fleet.stop() == 0)
+        }
+    }
+}
