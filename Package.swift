@@ -287,7 +287,7 @@ let package = Package(
                 "Broker", "ConcurrencySupport", "DatabaseSupport", "Deployments", "ExchangerEvents", "ExchangerTestSupport", "ExchangerLogging",
                 "ObjectStorage", "ProcessSupport", "Supervisor", "WorkerRuntime",
                 "exchanger", "exchanger-supervisor", "exchanger-exec", "exchanger-test-child",
-                "exchanger-s3-copy", "exchanger-status-update", "exchanger-dlq",
+                "exchanger-s3-copy", "exchanger-status-update", "exchanger-dlq", "exchanger-orchestrator", "exchanger-uploader",
             ],
             swiftSettings: strict
         ),

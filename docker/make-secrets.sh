@@ -44,6 +44,8 @@ secret s3-secret-access-key openssl rand -hex 24 >/dev/null
 api_auth_token="$(secret nutrient-api-auth-token openssl rand -hex 32)"
 secret_key_base="$(secret nutrient-secret-key-base openssl rand -hex 64)"
 dashboard_password="$(secret nutrient-dashboard-password openssl rand -hex 16)"
+# The orchestrator's API tokens, one per line (EXCHANGER_API_TOKENS_FILE); clients read the first.
+secret exchanger-api-tokens openssl rand -hex 32 >/dev/null
 
 # Derived files (always rewritten).
 write exchanger-database-url "postgres://exchanger:${postgres_password}@postgres:5432/exchanger"

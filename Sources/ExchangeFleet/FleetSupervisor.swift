@@ -80,7 +80,7 @@ public final class FleetSupervisor: Sendable {
         let process: ChildProcess
         do {
             process = try ChildProcess(
-                executable: supervisor, arguments: ["--config", workspace.supervisorConfigurationPath],
+                executable: supervisor, arguments: ["--config", workspace.supervisorConfigurationPath, "--stop-when-orphaned"],
                 environment: environment, stdout: .pipe, stderr: .inherit)
         } catch {
             try? log.close()

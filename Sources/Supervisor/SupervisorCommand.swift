@@ -39,6 +39,9 @@ public struct SupervisorCommand: AsyncParsableCommand {
     @Flag(help: "Parse and check the configuration, print the programs, and exit.")
     var check = false
 
+    @Flag(help: "Drain and exit (as on SIGTERM) when the process that started this one dies (exchanger run uses it).")
+    var stopWhenOrphaned = false
+
     public init() {}
 
     public func run() async throws {
@@ -92,7 +95,21 @@ public struct SupervisorCommand: AsyncParsableCommand {
                 routes: SupervisorHTTP.routes(supervisor)
             )
         }
+        // Started by another program (exchanger run): when it dies, this supervisor is re-parented;
+        // drain exactly as on SIGTERM rather than run on unwatched.
+        let orphanWatch: Task<Void, Never>? = stopWhenOrphaned ? Task {
+            let parent = getppid()
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                if getppid() != parent {
+                    logger.warning("the parent process died; stopping", metadata: ["parent": "\(parent)"])
+                    kill(getpid(), SIGTERM)
+                    return
+                }
+            }
+        } : nil
         let status = await supervisor.run()
+        orphanWatch?.cancel()
         await endpoint?.close()
         await broker?.close()
         await multiplexer.shutdown()

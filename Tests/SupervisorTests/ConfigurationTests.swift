@@ -64,7 +64,7 @@ private func configurationError(_ body: () throws -> Void) -> ConfigurationError
         #expect(configuration.file == shippedConfigurationPath)
         #expect(configuration.here + "/supervisor.conf" == shippedConfigurationPath)
         #expect(configuration.programs.allSatisfy { $0.here == configuration.here && $0.file == shippedConfigurationPath })
-        #expect(configuration.programs.map(\.name) == ["status-update", "dlq", "s3-copy"])
+        #expect(configuration.programs.map(\.name) == ["status-update", "dlq", "orchestrator", "s3-copy", "uploader"])
 
         let settings = configuration.supervisor
         #expect(settings == SupervisorSettings())
@@ -93,7 +93,14 @@ private func configurationError(_ body: () throws -> Void) -> ConfigurationError
         #expect(copy.stopSignal == SIGTERM)
         #expect(copy.autorestart == .unexpected)
         #expect(try copy.argv(context(copy, number: 2, queue: "exchange-7-s3-copy")) == ["exchanger-s3-copy", "--queue", "exchange-7-s3-copy"])
-        #expect(configuration.program(named: "uploader") == nil)
+        let orchestrator = try #require(configuration.program(named: "orchestrator"))
+        #expect(orchestrator.scope == .global)
+        #expect(try orchestrator.argv(context(orchestrator)) == ["exchanger-orchestrator"])
+        // Above the orchestrator's 20 s shutdown grace, so the step in hand can finish.
+        #expect(orchestrator.stopWait > .seconds(20))
+        let uploader = try #require(configuration.program(named: "uploader"))
+        #expect(uploader.scope == .perExchange)
+        #expect(try uploader.argv(context(uploader, queue: "q")) == ["exchanger-uploader", "--queue", "q"])
     }
 
     /// Every commented-out key and program of the shipped file is valid once uncommented.

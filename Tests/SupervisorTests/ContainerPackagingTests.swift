@@ -950,12 +950,12 @@ enum ContainerPackaging {
             let problems = PackagingChecks.supervisorConfiguration(configuration, facts)
             #expect(problems.isEmpty, "\(problems.joined(separator: "\n"))")
 
-            // The global processors run under the supervisor, and nowhere else.
+            // The orchestrator and the global processors run under the supervisor, and nowhere else.
             let global = Set(configuration.programs.filter { $0.scope == .global }.map(\.name))
-            #expect(global == ["status-update", "dlq"])
+            #expect(global == ["status-update", "dlq", "orchestrator"])
             for service in PackagingChecks.exchangerServices(compose) {
                 let executable = PackagingChecks.argv(of: service.value, defaultCommand: dockerCommand).first ?? ""
-                #expect(!["exchanger-status-update", "exchanger-dlq"].contains(executable),
+                #expect(!["exchanger-status-update", "exchanger-dlq", "exchanger-orchestrator"].contains(executable),
                         "service \(service.key) runs \(executable), which the supervisor already runs")
             }
             #expect(configuration.program(named: "s3-copy")?.scope == .perExchange)
@@ -1032,8 +1032,8 @@ enum ContainerPackaging {
         @Test("the Dockerfile checks reject broken variants")
         func dockerfileChecksCanFail() {
             let cases: [(String, String, String, String)] = [
-                ("product not built", " exchanger-orchestrator\"", "\"", "ARG PRODUCTS lists"),
-                ("product not copied", "/staging/exchanger-orchestrator /usr/local/bin/", "/usr/local/bin/", "the runtime stage copies"),
+                ("product not built", " exchanger-uploader\"", "\"", "ARG PRODUCTS lists"),
+                ("product not copied", "/staging/exchanger-uploader /usr/local/bin/", "/usr/local/bin/", "the runtime stage copies"),
                 ("dynamic runtime", "--static-swift-stdlib --product", "--product", "static-swift-stdlib"),
                 ("root user", "USER exchanger:exchanger", "USER root", "non-root USER"),
                 ("stop signal", "STOPSIGNAL SIGTERM", "STOPSIGNAL SIGKILL", "STOPSIGNAL SIGTERM"),

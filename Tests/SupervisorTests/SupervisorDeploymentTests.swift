@@ -206,11 +206,15 @@ struct SupervisorDeploymentTests {
                     environment: [
                         "EXCHANGER_STORAGE_URL": "file://\(storage.path)",
                         "EXCHANGER_CASE_DATABASE_URL": "sqlite://\(cases.path)/{database}.sqlite",
+                        "EXCHANGER_API_TOKENS": "shipped-test-token", "EXCHANGER_ORCHESTRATOR_PORT": "0",
                         "PATH": URL(fileURLWithPath: TestEnvironment.executable("exchanger-s3-copy")).deletingLastPathComponent().path + ":/usr/bin:/bin",
                     ])
                 defer { Task { await supervisor.cleanUp() } }
                 for program in ["status-update", "dlq"] {
                     try await supervisor.waitFor("\(program) started") { $0.string("program") == program && $0.string("msg") == "worker started" }
+                }
+                try await supervisor.waitFor("orchestrator started") {
+                    $0.string("program") == "orchestrator" && $0.string("msg") == "orchestrator started"
                 }
 
                 let queue = "doc_exch_s3_copy_queue_20_5"
