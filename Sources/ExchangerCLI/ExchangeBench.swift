@@ -6,6 +6,7 @@ import ExchangeFleet
 import ExchangerLogging
 import Foundation
 import Logging
+import PostgresClient
 import ProcessSupport
 
 /// `exchanger bench exchange`: the case-data copy against a raw `psql COPY … TO STDOUT | psql COPY
@@ -23,7 +24,7 @@ struct ExchangeBench: AsyncParsableCommand {
             EXCHANGER_STORAGE_URL is set.
             """)
 
-    @Option(help: "Broker database URL (postgres://…); case databases are created on the same server.") var database: String
+    @Option(help: "A PostgreSQL server URL (postgres://user@host:port/db) where this user may create databases: the run creates a fresh broker database and case databases there and drops them afterwards.") var database: String
     @Option(help: "Documents of the large exchange.") var documents = 10_000
     @Option(help: "Least size of each PDF rendition in bytes.") var pdfBytes = 65_536
     @Option(help: "Documents of the small (latency) exchange; 0 skips it.") var smallDocuments = 10
@@ -58,8 +59,15 @@ struct ExchangeBench: AsyncParsableCommand {
         let prefix = "bench\(getpid())"
         let template = try Self.caseTemplate(database)
         let directory = NSTemporaryDirectory() + "/exchanger-bench-\(getpid())"
+        // A fresh broker database: an earlier run's exchanges must not answer this run's requests
+        // (the same request is idempotent).
+        let brokerDatabase = "\(prefix)_broker"
+        let admin = try await PostgresConnection.connect(url: database)
+        try await admin.execute("CREATE DATABASE \(brokerDatabase)")
+        await admin.close()
+        let brokerURL = template.replacingOccurrences(of: "{database}", with: brokerDatabase)
         var workspaceEnvironment = environment
-        workspaceEnvironment["EXCHANGER_DATABASE_URL"] = database
+        workspaceEnvironment["EXCHANGER_DATABASE_URL"] = brokerURL
         workspaceEnvironment["EXCHANGER_CASE_DATABASE_URL"] = template
         workspaceEnvironment["EXCHANGER_CASE_DATABASE_PREFIX"] = prefix
         let workspace = try FleetWorkspace(directory: directory, environment: workspaceEnvironment)
@@ -75,14 +83,31 @@ struct ExchangeBench: AsyncParsableCommand {
             let result = try await measure(
                 workspace: workspace, databases: databases, logger: logger,
                 cases: (source, engineDestination, rawDestination, exchangeDestination, smallDestination))
-            if !keep { for id in cases { try? await databases.drop(caseID: id) } }
+            if !keep {
+                for id in cases { try? await databases.drop(caseID: id) }
+                await dropDatabase(brokerDatabase)
+            }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             FileHandle.standardOutput.write(try encoder.encode(result) + Data("\n".utf8))
             if !result.exchange.finished || result.exchange.verified == false { throw ExitCode(1) }
         } catch {
-            if !keep { for id in cases { try? await databases.drop(caseID: id) } }
+            if !keep {
+                for id in cases { try? await databases.drop(caseID: id) }
+                await dropDatabase(brokerDatabase)
+            }
             throw error
+        }
+    }
+
+    /// Drops a database of the server; failures only reported.
+    private func dropDatabase(_ name: String) async {
+        do {
+            let admin = try await PostgresConnection.connect(url: database)
+            try await admin.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+            await admin.close()
+        } catch {
+            status("could not drop \(name): \(error)")
         }
     }
 
@@ -156,12 +181,14 @@ struct ExchangeBench: AsyncParsableCommand {
         let raw = try await rawPipe(databases: databases, from: cases.source, to: cases.raw)
 
         status("case-data copy engine …")
-        let copier = CaseDataCopier(databases: databases, settings: try CaseCopySettings(environment: ProcessInfo.processInfo.environment))
+        let copier = CaseDataCopier(
+            databases: databases, settings: try CaseCopySettings(environment: ProcessInfo.processInfo.environment), logger: logger)
         started = clock.now
         let report = try await copier.copy(
             sourceCase: cases.source, destinationCase: cases.engine, selection: .documentIDs(demo.documentIDs), jobID: "bench-copy")
         let copySeconds = Self.seconds(clock.now - started)
         let engine = Result.Copy(rows: report.insertedRows, seconds: copySeconds, rowsPerSecond: Double(report.insertedRows) / copySeconds)
+        status("  \(engine.rows) rows in \(String(format: "%.2f", copySeconds)) s")
 
         status("exchange of \(documents) documents through the fleet …")
         var options = LocalExchangeRun.Options()
@@ -170,9 +197,10 @@ struct ExchangeBench: AsyncParsableCommand {
         options.verify = false
         let run = LocalExchangeRun(workspace: workspace, options: options, logger: logger)
         let large = try await run.run(requestJSON: demo.requestJSON(includeNatives: natives))
+        status("  \(large.state) in \(String(format: "%.2f", large.exchangeSeconds)) s")
         var exchange = Result.Exchange(
             documents: documents, finished: large.state == "FINISHED", wallSeconds: large.exchangeSeconds,
-            postToFinishedSeconds: try await postToFinished(large.jobId, logger: logger),
+            postToFinishedSeconds: try await postToFinished(large.jobId, brokerURL: workspace.brokerURL, logger: logger),
             documentsPerSecond: Double(documents) / large.exchangeSeconds)
         if !noVerify && large.state == "FINISHED" {
             status("verifying …")
@@ -190,7 +218,7 @@ struct ExchangeBench: AsyncParsableCommand {
                 requestJSON: demo.requestJSON(includeNatives: natives, limit: smallDocuments, destinationCaseID: cases.small, batchID: 2))
             small = Result.Exchange(
                 documents: smallDocuments, finished: result.state == "FINISHED", wallSeconds: result.exchangeSeconds,
-                postToFinishedSeconds: try await postToFinished(result.jobId, logger: logger),
+                postToFinishedSeconds: try await postToFinished(result.jobId, brokerURL: workspace.brokerURL, logger: logger),
                 documentsPerSecond: Double(smallDocuments) / result.exchangeSeconds)
         }
         return Result(
@@ -213,7 +241,7 @@ struct ExchangeBench: AsyncParsableCommand {
             let script = """
                 set -o pipefail
                 "$0" -X -q -v ON_ERROR_STOP=1 -d "$1" -c "\\\\copy (SELECT * FROM \(table)) TO STDOUT" \
-                  | "$0" -X -q -v ON_ERROR_STOP=1 -d "$2" -c "\\\\copy \(table) FROM STDIN"
+                  | "$0" -X -v ON_ERROR_STOP=1 -d "$2" -c "\\\\copy \(table) FROM STDIN"
                 """
             let child = try ChildProcess(
                 executable: "/bin/bash", arguments: ["-c", script, psql, sourceURL, destinationURL], stdout: .pipe, stderr: .inherit)
@@ -225,12 +253,14 @@ struct ExchangeBench: AsyncParsableCommand {
             }
         }
         let seconds = Self.seconds(clock.now - started)
+        guard rows > 0 else { throw ValidationError("the raw psql pipe reported no rows (psql printed no COPY counts)") }
+        status("  \(rows) rows in \(String(format: "%.2f", seconds)) s")
         return Result.Copy(rows: rows, seconds: seconds, rowsPerSecond: Double(rows) / seconds)
     }
 
     /// Seconds from the exchange's acceptance to its EXCHANGER_FINISHED event, from the broker's own timestamps.
-    private func postToFinished(_ jobID: String, logger: Logger) async throws -> Double? {
-        let broker = try await Broker.connect(url: database, logger: logger)
+    private func postToFinished(_ jobID: String, brokerURL: String, logger: Logger) async throws -> Double? {
+        let broker = try await Broker.connect(url: brokerURL, logger: logger)
         defer { Task { await broker.close() } }
         let rows = try await broker.transaction { tx in
             try await tx.query("""

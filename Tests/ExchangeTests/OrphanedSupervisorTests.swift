@@ -34,7 +34,7 @@ struct OrphanedSupervisorTests {
             let log = directory.appendingPathComponent("out.log").path
             let sleeperStarted = (try? String(contentsOfFile: log, encoding: .utf8))?.contains("sleeper") ?? false
             #expect(sleeperStarted, "the program should have started before the parent died")
-            let gone = try await eventually(timeout: .seconds(15)) { kill(pid, 0) != 0 }
+            let gone = await eventually(timeout: .seconds(15)) { kill(pid, 0) != 0 }
             #expect(gone, "the orphaned supervisor \(pid) still runs")
             let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
             #expect(text.contains("the parent process died; stopping"), "\(text)")
