@@ -72,6 +72,11 @@ public struct UploaderHandler: MessageHandler {
         return .success(Effects(events: [try task.event(.documentUploaded, source: Self.eventSource, detail: detail)]))
     }
 
+    /// With a ``CircuitBreakingEngine``, the worker stops receiving while its breaker is open.
+    public var receiveGate: (any ReceiveGate)? {
+        (engine as? CircuitBreakingEngine).map { EngineReceiveGate(breaker: $0.breaker) }
+    }
+
     /// Shuts the engine and (when owned) the store down.
     public func shutdown() async {
         try? await engine.shutdown()
@@ -79,7 +84,7 @@ public struct UploaderHandler: MessageHandler {
     }
 
     /// The engine error as the runtime's kind: transient → recoverable, everything else permanent.
-    static func workerError(_ error: DocumentEngineError, context: String) -> WorkerError {
+    public static func workerError(_ error: DocumentEngineError, context: String) -> WorkerError {
         error.isTransient ? .recoverable("\(context): \(error)") : .permanent("\(context): \(error)")
     }
 
