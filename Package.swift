@@ -258,7 +258,7 @@ let package = Package(
             dependencies: [
                 "Broker", "DatabaseSupport", "ProcessSupport", "ExchangerLogging", "ExchangerEvents", "ObjectStorage",
                 "WorkerRuntime", "S3CopyProcessor", "DeadLetterProcessor", "Deployments", "Supervisor", "CaseData",
-                "ExchangeFleet", "Orchestrator",
+                "ExchangeFleet", "Orchestrator", "DocumentEngine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 logging,

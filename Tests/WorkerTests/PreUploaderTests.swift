@@ -205,3 +205,24 @@ func effects(_ outcome: HandlerOutcome) -> Effects? {
         #expect(!(try EventCoding.string(parsed)).contains("annotationRouting"), "absent fields stay absent")
     }
 }
+
+@Suite struct AnnotationSeederTests {
+    @Test func seededAnnotationsAreAllSevenKindsAndEveryEngineFlattensThem() async throws {
+        let (annotations, threads) = try AnnotationSeeder.annotations(documentID: 42, batesNumber: "SYN0000042", pageCount: 3)
+        let kinds = annotations.annotations.map { AnnotationSorter.kind(of: $0) }
+        #expect(Set(kinds) == Set(AnnotationSorter.Kind.allCases).subtracting([.other]), "one of each of the seven kinds")
+        #expect(annotations.attachments.count == 1 && threads.count == 1 && threads[0].comments.count == 2)
+        try await withTemporaryDirectory { directory in
+            let store = try await ObjectStorage.open("file://" + directory.path)
+            let engine = try LocalDocumentEngine(store: store)
+            let id = try EngineDocumentID(caseID: 3, batchID: 2, documentID: 42, exhibitID: 9)
+            try await AnnotationSeeder.seed(engine, id: id, pdf: .bytes(realPDF("Seeded", pages: 3)), batesNumber: "SYN0000042", pageCount: 3)
+            #expect(try await engine.annotations(id) == annotations)
+            #expect(try await engine.commentThreads(id) == threads)
+            let drawable = try InstantJSON(annotations: annotations.annotations.filter { AnnotationSorter.kind(of: $0) != .comment }, attachments: annotations.attachments)
+            let built = try await uncompressed(try await engine.buildFlattened(pdf: realPDF("Seeded", pages: 3), annotations: drawable))
+            #expect(built.contains("(SYN0000042) Tj") && built.contains("/Subtype /Image") && built.contains("(PRIVILEGED) Tj"))
+            try await store.shutdown()
+        }
+    }
+}
