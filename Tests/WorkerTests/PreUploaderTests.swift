@@ -226,3 +226,51 @@ func effects(_ outcome: HandlerOutcome) -> Effects? {
         }
     }
 }
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite(.serialized) struct PreUploaderProcessTests {
+    @Test func thePreUploaderExecutableWorksAgainstNutrientAndExitsZeroOnSIGTERM() async throws {
+        try await withTemporaryDirectory { directory in
+            let server = try await FakeNutrientServer.start()
+            defer { Task { await server.shutdown() } }
+            let store = try await ObjectStorage.open("file://" + directory.path)
+            defer { Task { try await store.shutdown() } }
+            try await withTestDatabase(.postgres) { url in
+                let broker = try await Broker.connect(url: url)
+                let engine = nutrientClient(server, store: store)
+                for document in Int64(1)...3 { _ = try await seedSource(document, store: store, engine: engine) }
+                try await engine.shutdown()
+                try await broker.createQueue("pre-dlq")
+                try await broker.createQueue("pre", attributes: QueueAttributes(visibilityTimeout: .seconds(30), deadLetterQueue: "pre-dlq", program: "pre-uploader"))
+                try await broker.createQueue("upload")
+                _ = try await broker.sendBatch("pre", try (Int64(1)...3).map { try preUploadTask($0, brandIn: [.redactions, .bates]).outgoing() })
+
+                let worker = try WorkerProcessHandle(
+                    "exchanger-pre-uploader",
+                    ["--queue", "pre", "--database", url, "--storage-url", "file://" + directory.path, "--wait", "1"],
+                    environment: [
+                        "EXCHANGER_DOCUMENT_ENGINE_URL": "nutrient+http://127.0.0.1:\(server.port)",
+                        "EXCHANGER_NUTRIENT_API_TOKEN": FakeNutrientServer.token,
+                    ])
+                let done = try await eventually(timeout: .seconds(30)) { try await broker.counters("pre").total == 0 }
+                #expect(done)
+                worker.signal(SIGTERM)
+                #expect(try await worker.wait() == 0)
+                #expect(worker.log(containing: "document engine opened"))
+                #expect(!worker.log(containing: FakeNutrientServer.token), "the token is never logged")
+                #expect(try await broker.counters("upload").total == 3, "each document handed to the uploader")
+                #expect(try await broker.counters("pre-dlq").total == 0)
+                for document in Int64(1)...3 {
+                    let built = try await store.get(try CaseKeys.documentFile(caseID: 20, documentID: document + 1000, fileName: "\(document).pdf"))
+                    #expect(String(decoding: built, as: UTF8.self).contains("annotations=r1,b1"))
+                    #expect(try await store.exists(try DocumentEngineKeys.layerAnnotations(caseID: 20, batchID: 5, documentID: document + 1000)))
+                }
+                #expect(try await eventLog(broker).map(\.type).filter { $0 == "DOCUMENT_PRE_PROCESSED" }.count == 3)
+                await broker.close()
+            }
+        }
+    }
+}
