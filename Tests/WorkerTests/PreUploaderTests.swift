@@ -105,7 +105,11 @@ func effects(_ outcome: HandlerOutcome) -> Effects? {
                 let upload = try #require(effects(try await uploader.handle(
                     WorkerMessage(received: delivered, body: delivered.body, queue: uploadQueue, logger: Logger(label: "test")))))
                 #expect(upload.events.map(\.eventType) == [.documentUploaded])
-                #expect(try await engine.annotations(try EngineDocumentID(caseID: 20, batchID: 5, documentID: 1001, exhibitID: 70)) == layer)
+                let destination = try EngineDocumentID(caseID: 20, batchID: 5, documentID: 1001, exhibitID: 70)
+                #expect(try await engine.annotations(destination) == layer)
+                #expect(try await engine.commentThreads(destination) == [try sampleThread()], "the thread follows its root")
+                _ = try await uploader.handle(WorkerMessage(received: delivered, body: delivered.body, queue: uploadQueue, logger: Logger(label: "test")))
+                #expect(try await engine.commentThreads(destination) == [try sampleThread()], "a duplicate upload adds no comment")
                 try await store.shutdown()
             }
         }
