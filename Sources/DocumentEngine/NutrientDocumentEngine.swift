@@ -16,6 +16,7 @@ import ObjectStorage
 ///   `overwrite_existing_document=true`, so a re-upload with the same id replaces the document;
 /// - `GET /api/documents/{id}/document_info` (`{"data":{"pageCount":…}}`; 404 when absent),
 ///   `GET /api/documents/{id}/pdf`, `DELETE /api/documents/{id}`;
+/// - layers: `GET /api/documents/{id}/layers/{layer}/document.json` (Instant JSON);
 /// - annotations: `GET /api/documents/{id}/annotations` with `Accept: application/x-ndjson`, one
 ///   `{"id":…,"content":{…Instant JSON…}}` per line (the JSON form stops at 1,000 annotations);
 ///   image attachments: `GET /api/documents/{id}/attachments/{attachmentId}`;
@@ -245,6 +246,19 @@ public struct NutrientDocumentEngine: DocumentEngine {
             if let text = line as? String { return text }
             return ((line as? [String: Any])?["contents"] as? String) ?? ""
         }.joined(separator: "\n")
+    }
+
+    // MARK: Layers
+
+    /// The annotations of layer `layer` of document `id` as an Instant JSON document
+    /// (`GET /api/documents/{id}/layers/{layer}/document.json`); throws `notFound` when absent.
+    public func layerAnnotations(_ id: EngineDocumentID, layer: String) async throws -> InstantJSON {
+        let response = try await request(.GET, path(id, "layers/\(Self.pathSegment(layer))/document.json"), what: "layer \(layer) of \(id)")
+        do {
+            return try InstantJSON(document: response.body)
+        } catch {
+            throw DocumentEngineError(.permanent, "layer \(layer) of \(id) is not Instant JSON: \(error)")
+        }
     }
 
     // MARK: Requests

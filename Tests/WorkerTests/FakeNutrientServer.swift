@@ -19,6 +19,8 @@ final class FakeNutrientServer: Sendable {
         var attachments: [String: (contentType: String, data: Data)]
         var comments: [String: [String]] = [:]
         var pageTexts: [Int: [String]] = [:]
+        /// Instant JSON documents of named layers.
+        var layers: [String: Data] = [:]
     }
 
     struct RequestRecord: Sendable {
@@ -191,6 +193,14 @@ final class FakeNutrientServer: Sendable {
                 let texts = comments.compactMap { try? JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys]) }.map { String(decoding: $0, as: UTF8.self) }
                 let found = await state.update(context.parameters.get("id") ?? "") { document in document.comments[rootID, default: []].append(contentsOf: texts) }
                 return found ? json(.ok, ["data": ["count": texts.count]]) : json(.notFound, ["error": "no document"])
+            }
+        }
+        router.get("/api/documents/:id/layers/:layer/document.json") { request, context in
+            try await guarded(request, state) { _ in
+                guard let document = await state.document(context.parameters.get("id") ?? ""),
+                      let layer = document.layers[context.parameters.get("layer") ?? ""]
+                else { return json(.notFound, ["error": "no layer"]) }
+                return bytes(layer, "application/json")
             }
         }
         router.get("/api/documents/:id/pages/:page/text") { request, context in

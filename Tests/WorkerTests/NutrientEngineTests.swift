@@ -56,6 +56,12 @@ func withFakeNutrient(_ body: (FakeNutrientServer, any ObjectStore) async throws
             #expect(try await engine.pageText(id, pageIndex: 1) == "first line\nsecond line")
             #expect(await engineError { _ = try await engine.pageText(id, pageIndex: 7) } == .notFound)
 
+            let reviewLayer = try InstantJSON(annotations: [try #require(kinds["note"])])
+            let layerData = try reviewLayer.documentData()
+            #expect(await server.state.update(id.rawValue) { $0.layers["review"] = layerData })
+            #expect(try await engine.layerAnnotations(id, layer: "review") == reviewLayer)
+            #expect(await engineError { _ = try await engine.layerAnnotations(id, layer: "none") } == .notFound)
+
             #expect(try await engine.commentThreads(id) == [CommentThread(rootID: "cr1", comments: [])])
             try await engine.putCommentThreads(id, [try sampleThread()])
             try await engine.putCommentThreads(id, [try sampleThread()])
