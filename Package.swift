@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "exchanger-exec", targets: ["exchanger-exec"]),
         .executable(name: "exchanger-orchestrator", targets: ["exchanger-orchestrator"]),
         .executable(name: "exchanger-uploader", targets: ["exchanger-uploader"]),
+        .executable(name: "exchanger-pre-uploader", targets: ["exchanger-pre-uploader"]),
         .library(name: "Broker", targets: ["Broker"]),
     ],
     dependencies: [
@@ -207,7 +208,13 @@ let package = Package(
         // local engine of the embedded default (documents, annotations and text in object storage).
         .target(
             name: "DocumentEngine",
-            dependencies: ["ObjectStorage", logging],
+            dependencies: [
+                "ConcurrencySupport", "ObjectStorage", "ProcessSupport", logging,
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ],
             swiftSettings: strict
         ),
         // The uploader: ingests each destination PDF into the destination document engine.
@@ -220,6 +227,15 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(name: "exchanger-uploader", dependencies: ["UploaderProcessor", "WorkerRuntime"], swiftSettings: strict),
+        .target(
+            name: "PreUploaderProcessor",
+            dependencies: [
+                "Broker", "DocumentEngine", "ExchangerEvents", "ObjectStorage", "UploaderProcessor", "WorkerRuntime", logging,
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(name: "exchanger-pre-uploader", dependencies: ["PreUploaderProcessor", "WorkerRuntime"], swiftSettings: strict),
 
         // A whole exchange on one machine: the workspace of `exchanger run`, the supervisor it
         // starts, the orchestrator client, progress, and the exact verification of a finished exchange.
@@ -242,7 +258,7 @@ let package = Package(
             dependencies: [
                 "Broker", "DatabaseSupport", "ProcessSupport", "ExchangerLogging", "ExchangerEvents", "ObjectStorage",
                 "WorkerRuntime", "S3CopyProcessor", "DeadLetterProcessor", "Deployments", "Supervisor", "CaseData",
-                "ExchangeFleet", "Orchestrator", "PostgresClient",
+                "ExchangeFleet", "Orchestrator", "PostgresClient", "DocumentEngine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 logging,
@@ -288,6 +304,7 @@ let package = Package(
                 "ObjectStorage", "ProcessSupport", "Supervisor", "WorkerRuntime",
                 "exchanger", "exchanger-supervisor", "exchanger-exec", "exchanger-test-child",
                 "exchanger-s3-copy", "exchanger-status-update", "exchanger-dlq", "exchanger-orchestrator", "exchanger-uploader",
+                "exchanger-pre-uploader",
             ],
             swiftSettings: strict
         ),
@@ -323,8 +340,13 @@ let package = Package(
             dependencies: [
                 "Broker", "CaseDatabase", "ConcurrencySupport", "DatabaseSupport", "ExchangerEvents", "ExchangerTestSupport", "ObjectStorage",
                 "PostgresClient", "SQLiteClient", "ProcessSupport", "WorkerRuntime", "S3CopyProcessor",
-                "StatusUpdateProcessor", "DeadLetterProcessor", "DocumentEngine", "UploaderProcessor",
-                "exchanger", "exchanger-s3-copy", "exchanger-status-update", "exchanger-dlq", "exchanger-uploader",
+                "StatusUpdateProcessor", "DeadLetterProcessor", "DocumentEngine", "UploaderProcessor", "PreUploaderProcessor",
+                "exchanger", "exchanger-s3-copy", "exchanger-status-update", "exchanger-dlq", "exchanger-uploader", "exchanger-pre-uploader",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                logging,
             ],
             swiftSettings: strict
         ),

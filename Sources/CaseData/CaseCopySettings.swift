@@ -115,6 +115,10 @@ public struct CaseDocumentMapping: Sendable, Hashable, Codable {
     public var destinationExhibitID: Int64?
     /// Its files as `document_variants` lists them (the names are the same in both cases).
     public var files: [CaseDocumentFile]
+    /// Its (first) exhibit in the source case, when it has one.
+    public var sourceExhibitID: Int64? = nil
+    /// Its batch in the source case, when it has one.
+    public var sourceBatchID: Int64? = nil
 }
 
 /// One file of a document: a `document_variants` row.

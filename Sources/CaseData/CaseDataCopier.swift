@@ -195,13 +195,21 @@ public struct CaseDataCopier: CaseCopyEngine {
         let binds: [SQLValue] = [.text(jobID), .text(settings.rootTable)]
         let exhibit = tables.contains(settings.exhibitTable)
             ? "(SELECT min(e.id) FROM \(q(settings.exhibitTable)) e WHERE e.document_id = m.new_id)" : "NULL"
+        // The source document's exhibit and batch, back through the id map (for its source engine id).
+        let sourceExhibit = tables.contains(settings.exhibitTable)
+            ? "(SELECT min(x.old_id) FROM exchange_id_map x WHERE x.job_id = m.job_id AND x.table_name = '\(settings.exhibitTable)' AND x.new_id = \(exhibit))"
+            : "NULL"
+        let sourceBatch = tables.contains("batches")
+            ? "(SELECT min(x.old_id) FROM exchange_id_map x JOIN \(q(settings.rootTable)) d ON d.id = m.new_id WHERE x.job_id = m.job_id AND x.table_name = 'batches' AND x.new_id = d.batch_id)"
+            : "NULL"
         var mappings = try await destination.query(
-            "SELECT m.old_id, m.new_id, \(exhibit) AS exhibit_id FROM exchange_id_map m WHERE m.job_id = $1 AND m.table_name = $2 ORDER BY m.old_id",
+            "SELECT m.old_id, m.new_id, \(exhibit) AS exhibit_id, \(sourceExhibit) AS source_exhibit_id, \(sourceBatch) AS source_batch_id FROM exchange_id_map m WHERE m.job_id = $1 AND m.table_name = $2 ORDER BY m.old_id",
             binds
         ).map {
             CaseDocumentMapping(
                 sourceDocumentID: $0["old_id"].int64 ?? 0, destinationDocumentID: $0["new_id"].int64 ?? 0,
-                destinationExhibitID: $0["exhibit_id"].int64, files: [])
+                destinationExhibitID: $0["exhibit_id"].int64, files: [], sourceExhibitID: $0["source_exhibit_id"].int64,
+                sourceBatchID: $0["source_batch_id"].int64)
         }
         guard tables.contains(settings.variantTable) else { return mappings }
         var files: [Int64: [CaseDocumentFile]] = [:]

@@ -39,6 +39,30 @@ public protocol DocumentEngine: Sendable {
 
     /// Releases what the engine holds (connections, a store it opened itself); call once when done.
     func shutdown() async throws
+
+    /// The comment threads of document `id`, by root annotation id (the annotation with
+    /// `isCommentThreadRoot`), comments oldest first; a document without comments has none.
+    /// Throws ``DocumentEngineError/Code/notFound`` when the document is absent.
+    func commentThreads(_ id: EngineDocumentID) async throws -> [CommentThread]
+
+    /// Adds comment threads to document `id`. Comments already present (same comment id) are not
+    /// added again, so putting the same threads twice changes nothing.
+    /// Throws ``DocumentEngineError/Code/notFound`` when the document is absent.
+    func putCommentThreads(_ id: EngineDocumentID, _ threads: [CommentThread]) async throws
+
+    /// Builds a new PDF from `pdf` with `annotations` burnt into its page content (Nutrient's
+    /// `/api/build` with `applyInstantJson`, `applyRedactions`, `flatten`): redactions are applied
+    /// before anything else, then every other annotation is flattened; the result has no annotation
+    /// objects left. An empty `annotations` returns the PDF unchanged in content.
+    /// Throws ``DocumentEngineError/Code/unsupported`` when the engine lacks what building needs.
+    func buildFlattened(pdf: Data, annotations: InstantJSON) async throws -> Data
+
+    /// The number of pages of document `id`; throws ``DocumentEngineError/Code/notFound`` when absent.
+    func pageCount(_ id: EngineDocumentID) async throws -> Int
+
+    /// The text of page `pageIndex` (0-based) of document `id`, its lines joined by `\n`; throws
+    /// ``DocumentEngineError/Code/notFound`` when the document or the page is absent.
+    func pageText(_ id: EngineDocumentID, pageIndex: Int) async throws -> String
 }
 
 /// Where the PDF to ingest comes from.

@@ -18,7 +18,7 @@ public struct DocumentEngineError: Error, Sendable, Hashable, CustomStringConver
         public static let invalidAnnotations = Code(.invalidAnnotations)
         /// A document-engine URL could not be understood.
         public static let invalidURL = Code(.invalidURL)
-        /// The engine named by the URL is not available in this build (the Nutrient client comes later).
+        /// The engine lacks what the operation needs (the local engine without qpdf, an annotation it cannot draw).
         public static let unsupported = Code(.unsupported)
         /// Worth retrying: the storage or engine is unavailable, throttling, or was misconfigured by an operator.
         public static let transient = Code(.transient)

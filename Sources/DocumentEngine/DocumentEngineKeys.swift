@@ -45,4 +45,18 @@ public enum DocumentEngineKeys {
     public static func metadata(_ id: EngineDocumentID, prefix: String = defaultPrefix) throws(ObjectStorageError) -> ObjectKey {
         try ObjectKey(documentPrefix(id, prefix: prefix) + "document.json")
     }
+
+    /// `{prefix}/{engineDocumentId}/comments.json`: the local engine's comment threads of a document
+    /// (``CommentThread/documentData(_:)``).
+    public static func comments(_ id: EngineDocumentID, prefix: String = defaultPrefix) throws(ObjectStorageError) -> ObjectKey {
+        try ObjectKey(documentPrefix(id, prefix: prefix) + "comments.json")
+    }
+
+    /// `case_{caseId}/processed-files/{batchId}/annotations/{documentId}/comments.json`: the comment
+    /// threads the pre-uploader carries for a destination document (``CommentThread/documentData(_:)``).
+    public static func commentThreads(caseID: Int64, batchID: Int64, documentID: Int64) throws(ObjectStorageError) -> ObjectKey {
+        try ObjectKey(segments: [
+            CaseKeys.casePrefix(caseID: caseID), "processed-files", String(batchID), "annotations", String(documentID), "comments.json",
+        ])
+    }
 }

@@ -8,13 +8,19 @@ import ObjectStorage
 /// |---|---|
 /// | `local`, `local:` (the default) | ``LocalDocumentEngine`` on the case object store |
 /// | `local:<storage-url>`, `file:///dir`, `s3://bucket[/prefix]` | ``LocalDocumentEngine`` on that store (PDFs still read from the case store) |
-/// | `nutrient://…`, `nutrient+https://…`, `http(s)://…` | Nutrient Document Engine: not available in this build (``DocumentEngineError/Code/unsupported``) |
+/// | `nutrient://host[:port]`, `nutrient+http://…`, `http://…` | ``NutrientDocumentEngine`` at `http://host[:port]` |
+/// | `nutrient+https://…`, `https://…` | ``NutrientDocumentEngine`` at `https://…` |
+///
+/// A Nutrient URL carries no credentials (the token comes from ``NutrientTokenCache``); a URL with
+/// user info, a query or a fragment is refused.
 public enum DocumentEngineLocation: Sendable, Hashable, CustomStringConvertible {
     /// The local engine, on the case store (nil) or on the store of this URL.
     case local(storageURL: String?)
+    /// Nutrient Document Engine at this base URL (`http(s)://host[:port][/path]`).
+    case nutrient(baseURL: String)
 
-    /// Parses a document-engine URL; throws ``DocumentEngineError/Code/unsupported`` for a Nutrient
-    /// URL and ``DocumentEngineError/Code/invalidURL`` for anything not in the table above.
+    /// Parses a document-engine URL; throws ``DocumentEngineError/Code/invalidURL`` for anything
+    /// not in the table above.
     public init(_ url: String) throws(DocumentEngineError) {
         let text = url.trimmingCharacters(in: .whitespaces)
         let lower = text.lowercased()
@@ -23,9 +29,8 @@ public enum DocumentEngineLocation: Sendable, Hashable, CustomStringConvertible 
             return
         }
         if lower.hasPrefix("nutrient") || lower.hasPrefix("http://") || lower.hasPrefix("https://") {
-            throw DocumentEngineError(
-                .unsupported,
-                "the Nutrient Document Engine client is not available in this build yet ('\(text.prefix(200))'); use 'local'")
+            self = .nutrient(baseURL: try Self.nutrientBaseURL(text))
+            return
         }
         let storageURL: String
         if lower.hasPrefix("local:") {
@@ -46,7 +51,37 @@ public enum DocumentEngineLocation: Sendable, Hashable, CustomStringConvertible 
     public var description: String {
         switch self {
         case .local(let storageURL): storageURL.map { "local:\($0)" } ?? "local"
+        case .nutrient(let baseURL): "nutrient:\(baseURL)"
         }
+    }
+
+    private static func nutrientBaseURL(_ text: String) throws(DocumentEngineError) -> String {
+        let lower = text.lowercased()
+        let scheme: String
+        let rest: Substring
+        if lower.hasPrefix("nutrient+https://") {
+            (scheme, rest) = ("https", text.dropFirst("nutrient+https://".count))
+        } else if lower.hasPrefix("nutrient+http://") {
+            (scheme, rest) = ("http", text.dropFirst("nutrient+http://".count))
+        } else if lower.hasPrefix("nutrient://") {
+            (scheme, rest) = ("http", text.dropFirst("nutrient://".count))
+        } else if lower.hasPrefix("https://") {
+            (scheme, rest) = ("https", text.dropFirst("https://".count))
+        } else if lower.hasPrefix("http://") {
+            (scheme, rest) = ("http", text.dropFirst("http://".count))
+        } else {
+            throw DocumentEngineError(.invalidURL, "'\(text.prefix(200))' is not nutrient://, nutrient+http(s):// or http(s)://")
+        }
+        var trimmed = String(rest)
+        while trimmed.hasSuffix("/") { trimmed.removeLast() }
+        let host = trimmed.split(separator: "/", maxSplits: 1).first.map(String.init) ?? ""
+        guard !host.isEmpty, !trimmed.contains("@"), !trimmed.contains("?"), !trimmed.contains("#"),
+              !trimmed.contains(where: { $0.isWhitespace || $0.asciiValue.map { $0 < 0x20 } ?? false })
+        else {
+            throw DocumentEngineError(
+                .invalidURL, "Nutrient URL '\(DocumentEngines.redacted(text))' needs a host and no user info, query or fragment (the token is EXCHANGER_NUTRIENT_API_TOKEN)")
+        }
+        return "\(scheme)://\(trimmed)"
     }
 }
 
@@ -58,6 +93,16 @@ public enum DocumentEngines {
     public static let prefixVariable = "EXCHANGER_DOCUMENT_ENGINE_PREFIX"
     /// The engine when none is configured: `local`.
     public static let defaultURL = "local"
+    /// The environment variable naming the local engine's qpdf (for brand_in): `EXCHANGER_QPDF_PATH` (default `qpdf` on `PATH`).
+    public static let qpdfVariable = "EXCHANGER_QPDF_PATH"
+
+    /// `url` safe for logs: any user info (`user:secret@`) replaced by `***@`.
+    public static func redacted(_ url: String) -> String {
+        guard let scheme = url.range(of: "://"), let at = url[scheme.upperBound...].firstIndex(of: "@") else { return String(url.prefix(200)) }
+        let slash = url[scheme.upperBound...].firstIndex(of: "/") ?? url.endIndex
+        guard at < slash else { return String(url.prefix(200)) }
+        return String((url[..<scheme.upperBound] + "***" + url[at...]).prefix(200))
+    }
 
     /// Opens the engine `url` names (see ``DocumentEngineLocation``).
     /// - Parameters:
@@ -65,14 +110,21 @@ public enum DocumentEngines {
     ///     its documents in it (without taking ownership: shut the store down yourself).
     ///   - environment: `EXCHANGER_DOCUMENT_ENGINE_PREFIX` (default `document-engine`) and, for an
     ///     engine on its own S3 store, the AWS settings.
-    /// - Throws: ``DocumentEngineError`` (`unsupported` for Nutrient, `invalidURL`), or the store's error.
+    ///   For Nutrient: `EXCHANGER_NUTRIENT_API_TOKEN` / `_FILE`, `EXCHANGER_NUTRIENT_TIMEOUT_SECONDS`,
+    ///   `EXCHANGER_NUTRIENT_MAX_ATTEMPTS`; for the local engine also `EXCHANGER_QPDF_PATH`.
+    /// - Throws: ``DocumentEngineError`` (`invalidURL`), or the store's error.
     public static func open(
         url: String, caseStore: any ObjectStore, environment: [String: String] = ProcessInfo.processInfo.environment,
         logger: Logger = Logger(label: "exchanger.document-engine")
     ) async throws -> any DocumentEngine {
         var settings = LocalDocumentEngine.Settings()
         if let prefix = environment[prefixVariable], !prefix.isEmpty { settings.prefix = prefix }
+        if let qpdf = environment[qpdfVariable], !qpdf.isEmpty { settings.qpdfPath = qpdf }
         switch try DocumentEngineLocation(url) {
+        case .nutrient(let baseURL):
+            let nutrient = try NutrientDocumentEngine.Settings(baseURL: baseURL, environment: environment)
+            return NutrientDocumentEngine(
+                settings: nutrient, sourceStore: caseStore, tokens: NutrientTokenCache.shared(environment: environment), logger: logger)
         case .local(nil):
             return try LocalDocumentEngine(store: caseStore, settings: settings, logger: logger)
         case .local(let storageURL?):

@@ -38,8 +38,8 @@ public struct InstantJSONAnnotation: Sendable, Hashable, CustomStringConvertible
 
     public var description: String { json }
 
-    /// The annotation as a Foundation JSON object.
-    func object() throws(DocumentEngineError) -> Any {
+    /// The annotation as a Foundation JSON object (a `[String: Any]`).
+    public func object() throws(DocumentEngineError) -> Any {
         do {
             return try JSONSerialization.jsonObject(with: Data(json.utf8), options: [])
         } catch {

@@ -24,10 +24,17 @@ public struct LocalDocumentEngine: DocumentEngine {
         public var prefix: String = DocumentEngineKeys.defaultPrefix
         /// Where a PDF from another store is staged on its way in; the system temporary directory by default.
         public var temporaryDirectory: String = FileManager.default.temporaryDirectory.path
+        /// The `qpdf` executable ``LocalDocumentEngine/buildFlattened(pdf:annotations:)`` runs: a name
+        /// looked up on `PATH` or a path (`EXCHANGER_QPDF_PATH`, default `qpdf`).
+        public var qpdfPath: String = "qpdf"
 
-        public init(prefix: String = DocumentEngineKeys.defaultPrefix, temporaryDirectory: String = FileManager.default.temporaryDirectory.path) {
+        public init(
+            prefix: String = DocumentEngineKeys.defaultPrefix, temporaryDirectory: String = FileManager.default.temporaryDirectory.path,
+            qpdfPath: String = "qpdf"
+        ) {
             self.prefix = prefix
             self.temporaryDirectory = temporaryDirectory
+            self.qpdfPath = qpdfPath
         }
     }
 
@@ -198,7 +205,7 @@ public struct LocalDocumentEngine: DocumentEngine {
         }
     }
 
-    private func key<T>(_ make: () throws(ObjectStorageError) -> T) throws(DocumentEngineError) -> T {
+    func key<T>(_ make: () throws(ObjectStorageError) -> T) throws(DocumentEngineError) -> T {
         do {
             return try make()
         } catch {
@@ -207,7 +214,7 @@ public struct LocalDocumentEngine: DocumentEngine {
     }
 
     /// Runs a storage operation, mapping its errors (``DocumentEngineError/storage(_:_:missing:)``).
-    private func storage<T>(_ what: String, missing: DocumentEngineError.Code = .notFound, _ body: () async throws -> T) async throws -> T {
+    func storage<T>(_ what: String, missing: DocumentEngineError.Code = .notFound, _ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
         } catch let error as ObjectStorageError {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CaseData
+import DocumentEngine
 import ExchangerLogging
 import Foundation
 import Logging
@@ -56,22 +57,51 @@ struct CaseCommand: AsyncParsableCommand {
         var storage: String?
         @Option(name: .long, help: "Least size of each PDF rendition in bytes (0: as small as the content allows).")
         var pdfBytes = 0
+        @Flag(name: .long, help: "Also put annotations of all seven kinds (a sticker image, a comment thread) on every document in the document engine (needs --storage).")
+        var annotations = false
+        @Option(name: .long, help: "The document engine for --annotations (default: EXCHANGER_DOCUMENT_ENGINE_URL, else local on --storage).")
+        var documentEngine: String?
 
         func run() async throws {
             try await CaseCommand.reportingErrors {
                 let databases = try options.databases()
+                if annotations, storage == nil { throw ValidationError("--annotations needs --storage (the PDFs go into the document engine)") }
                 var store: (any ObjectStore)?
                 if let storage { store = try await ObjectStorage.open(storage, logger: Logger(label: "exchanger.storage")) }
                 do {
                     var seeder = CaseSeeder(databases: databases, store: store)
                     seeder.pdfBytes = pdfBytes
                     let report = try await seeder.seed(caseID: caseID, documents: documents, seed: seed)
+                    if annotations, let store, let first = report.firstDocumentID, let last = report.lastDocumentID {
+                        try await seedAnnotations(databases: databases, store: store, documents: first...last)
+                    }
                     try await store?.shutdown()
                     try CaseCommand.printJSON(report)
                 } catch {
                     try? await store?.shutdown()
                     throw error
                 }
+            }
+        }
+
+        /// Ingests each seeded document's PDF with ``AnnotationSeeder`` annotations into the engine.
+        func seedAnnotations(databases: CaseDatabases, store: any ObjectStore, documents: ClosedRange<Int64>) async throws {
+            let url = documentEngine ?? ProcessInfo.processInfo.environment[DocumentEngines.environmentVariable].flatMap { $0.isEmpty ? nil : $0 }
+                ?? DocumentEngines.defaultURL
+            let engine = try await DocumentEngines.open(url: url, caseStore: store)
+            do {
+                for document in try await databases.seededDocuments(caseID: caseID, documentIDs: documents) {
+                    guard let pdf = document.pdfFileName else { continue }
+                    let id = try EngineDocumentID(
+                        caseID: caseID, batchID: document.batchID ?? 1, documentID: document.documentID, exhibitID: document.exhibitID)
+                    try await AnnotationSeeder.seed(
+                        engine, id: id, pdf: .object(try CaseKeys.documentFile(caseID: caseID, documentID: document.documentID, fileName: pdf)),
+                        batesNumber: document.batesBegin ?? "SEED-\(document.documentID)", pageCount: document.pageCount)
+                }
+                try await engine.shutdown()
+            } catch {
+                try? await engine.shutdown()
+                throw error
             }
         }
     }

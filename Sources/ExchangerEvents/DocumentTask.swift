@@ -29,11 +29,30 @@ public struct DocumentTask: Sendable, Hashable, Codable {
     /// Where the next stages are: `uploader`, `preUploader`, `reOCR`, `searchText` → queue name.
     public var routes: [String: String]
     public var correlationID: String?
+    /// How the pre-uploader treats each annotation kind (``AnnotationKind`` raw value → `brand_in`
+    /// or `layer`); absent (older tasks) or a kind missing from it means `layer`.
+    public var annotationRouting: [String: String]?
+    /// The source document's batch in the source case (part of its engine id
+    /// `document_{sourceCaseId}_{sourceBatchId}_{sourceDocumentId}_{sourceExhibitId}`); absent: ``batchID``.
+    public var sourceBatchID: Int64?
+    /// The source document's exhibit in the source case; absent: none.
+    public var sourceExhibitID: Int64?
 
     enum CodingKeys: String, CodingKey {
         case version, jobID = "jobId", sourceCaseID = "sourceCaseId", caseID = "caseId", batchID = "batchId"
         case sourceDocumentID = "sourceDocumentId", documentID = "documentId", exhibitID = "exhibitId", files
         case requiresAnnotations, includeNatives, routes, correlationID = "correlationId"
+        case annotationRouting, sourceBatchID = "sourceBatchId", sourceExhibitID = "sourceExhibitId"
+    }
+
+    /// The annotation kinds an exchange routes, with their request field names.
+    public enum AnnotationKind: String, Sendable, CaseIterable {
+        case redactions, highlights, notes, stickers, bates, confidentialityCodes
+    }
+
+    /// Whether `kind` is flattened into the destination PDF (`brand_in`); everything else is a layer.
+    public func brandsIn(_ kind: AnnotationKind) -> Bool {
+        annotationRouting?[kind.rawValue] == "brand_in"
     }
 
     public init(

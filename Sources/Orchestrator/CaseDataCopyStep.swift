@@ -41,6 +41,6 @@ public struct CaseDataCopyStep: CaseDataCopying {
         }
         return CopiedDocument(
             sourceDocumentID: mapping.sourceDocumentID, documentID: mapping.destinationDocumentID,
-            exhibitID: mapping.destinationExhibitID, files: files)
+            exhibitID: mapping.destinationExhibitID, files: files, sourceBatchID: mapping.sourceBatchID, sourceExhibitID: mapping.sourceExhibitID)
     }
 }

@@ -14,13 +14,22 @@ public struct CopiedDocument: Sendable, Hashable, Codable {
     public var exhibitID: Int64?
     /// Its files (rendition, natives).
     public var files: [DocumentFile]
+    /// Its batch in the source case, when known (for its source engine id).
+    public var sourceBatchID: Int64?
+    /// Its exhibit in the source case, when it has one.
+    public var sourceExhibitID: Int64?
 
     /// A value with the given fields.
-    public init(sourceDocumentID: Int64, documentID: Int64, exhibitID: Int64? = nil, files: [DocumentFile]) {
+    public init(
+        sourceDocumentID: Int64, documentID: Int64, exhibitID: Int64? = nil, files: [DocumentFile], sourceBatchID: Int64? = nil,
+        sourceExhibitID: Int64? = nil
+    ) {
         self.sourceDocumentID = sourceDocumentID
         self.documentID = documentID
         self.exhibitID = exhibitID
         self.files = files
+        self.sourceBatchID = sourceBatchID
+        self.sourceExhibitID = sourceExhibitID
     }
 }
 
@@ -89,15 +98,32 @@ public struct PayloadConstructor: Sendable {
         for document in outcome.documents.sorted(by: { $0.sourceDocumentID < $1.sourceDocumentID }) {
             let hasNatives = document.files.contains { $0.kind == .native }
             for entry in plan.entryQueues where !entry.nativesOnly || hasNatives {
-                let task = DocumentTask(
+                var task = DocumentTask(
                     jobID: exchange.jobID, sourceCaseID: exchange.sourceCaseID, caseID: exchange.destinationCaseID,
                     batchID: exchange.batchID, sourceDocumentID: document.sourceDocumentID, documentID: document.documentID,
                     exhibitID: document.exhibitID, files: document.files, requiresAnnotations: exchange.request.requiresAnnotations,
                     includeNatives: exchange.request.includeNatives, routes: plan.routes, correlationID: exchange.jobID)
+                if exchange.request.requiresAnnotations {
+                    task.annotationRouting = Self.annotationRouting(exchange.request)
+                    task.sourceBatchID = document.sourceBatchID
+                    task.sourceExhibitID = document.sourceExhibitID
+                }
                 result.append((entry.name, task))
             }
         }
         return result
+    }
+
+    /// The request's routing of each annotation kind, as ``DocumentTask/annotationRouting`` carries it.
+    static func annotationRouting(_ request: ExchangeRequest) -> [String: String] {
+        [
+            DocumentTask.AnnotationKind.redactions.rawValue: request.redactionsAs.rawValue,
+            DocumentTask.AnnotationKind.highlights.rawValue: request.highlightsAs.rawValue,
+            DocumentTask.AnnotationKind.notes.rawValue: request.notesAs.rawValue,
+            DocumentTask.AnnotationKind.stickers.rawValue: request.stickersAs.rawValue,
+            DocumentTask.AnnotationKind.bates.rawValue: request.batesAs.rawValue,
+            DocumentTask.AnnotationKind.confidentialityCodes.rawValue: request.confidentialityCodesAs.rawValue,
+        ]
     }
 
     /// Records the total and sends every message not sent yet; returns how many messages the

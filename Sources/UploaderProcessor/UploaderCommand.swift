@@ -15,7 +15,7 @@ public struct UploaderCommand: AsyncParsableCommand {
     @Option(help: "Object storage of the cases, s3://bucket[/prefix] or file:///dir (EXCHANGER_STORAGE_URL).")
     public var storageURL: String?
 
-    @Option(help: "The document engine: local, local:<storage-url> (EXCHANGER_DOCUMENT_ENGINE_URL; default local).")
+    @Option(help: "The document engine: local, local:<storage-url>, nutrient+http(s)://host:port (EXCHANGER_DOCUMENT_ENGINE_URL; default local).")
     public var documentEngine: String?
 
     public init() {}
@@ -37,9 +37,10 @@ public struct UploaderCommand: AsyncParsableCommand {
         ) { context in
             let store = try await ObjectStorage.open(url, environment: context.environment, logger: context.logger)
             do {
+                let breaker = try CircuitBreakerSettings(environment: context.environment)
                 let engine = try await DocumentEngines.open(url: engineURL, caseStore: store, environment: context.environment, logger: context.logger)
-                context.logger.info("document engine opened", metadata: ["documentEngine": "\(engineURL)"])
-                return UploaderHandler(store: store, engine: engine)
+                context.logger.info("document engine opened", metadata: ["documentEngine": "\(DocumentEngines.redacted(engineURL))"])
+                return UploaderHandler(store: store, engine: CircuitBreakingEngine(engine, settings: breaker, logger: context.logger))
             } catch {
                 try? await store.shutdown()
                 throw error

@@ -62,6 +62,7 @@ public struct UploaderHandler: MessageHandler {
         } catch let error as DocumentEngineError {
             throw Self.workerError(error, context: "ingest \(engineID)")
         }
+        if task.requiresAnnotations { try await commentThreads(task, engineID: engineID, logger: logger) }
         let detail = DocumentUploadedDetail(
             sourceDocumentID: task.sourceDocumentID, exhibitID: task.exhibitID, engineDocumentID: engineID.rawValue, pdfKey: pdfKey.rawValue,
             bytes: result.document.bytes, sha256: result.document.sha256, annotations: result.document.annotationCount,
@@ -72,6 +73,11 @@ public struct UploaderHandler: MessageHandler {
         return .success(Effects(events: [try task.event(.documentUploaded, source: Self.eventSource, detail: detail)]))
     }
 
+    /// With a ``CircuitBreakingEngine``, the worker stops receiving while its breaker is open.
+    public var receiveGate: (any ReceiveGate)? {
+        (engine as? CircuitBreakingEngine).map { EngineReceiveGate(breaker: $0.breaker) }
+    }
+
     /// Shuts the engine and (when owned) the store down.
     public func shutdown() async {
         try? await engine.shutdown()
@@ -79,8 +85,32 @@ public struct UploaderHandler: MessageHandler {
     }
 
     /// The engine error as the runtime's kind: transient → recoverable, everything else permanent.
-    static func workerError(_ error: DocumentEngineError, context: String) -> WorkerError {
+    public static func workerError(_ error: DocumentEngineError, context: String) -> WorkerError {
         error.isTransient ? .recoverable("\(context): \(error)") : .permanent("\(context): \(error)")
+    }
+
+    /// Puts the comment threads the pre-uploader carried (``DocumentEngineKeys/commentThreads(caseID:batchID:documentID:)``)
+    /// on the ingested document; no file means none. Comments already there are not added again.
+    private func commentThreads(_ task: DocumentTask, engineID: EngineDocumentID, logger: Logger) async throws {
+        let key = try DocumentEngineKeys.commentThreads(caseID: task.caseID, batchID: task.batchID, documentID: task.documentID)
+        let data: Data
+        do {
+            data = try await store.get(key)
+        } catch let error as ObjectStorageError where error.code == .notFound {
+            return
+        }
+        let threads: [CommentThread]
+        do {
+            threads = try CommentThread.threads(document: data)
+        } catch {
+            throw WorkerError.permanent("comment threads \(key): \(error)")
+        }
+        do {
+            try await engine.putCommentThreads(engineID, threads)
+        } catch let error as DocumentEngineError {
+            throw Self.workerError(error, context: "comments of \(engineID)")
+        }
+        logger.debug("comment threads added", metadata: ["threads": "\(threads.count)"])
     }
 
     private func layerAnnotations(_ task: DocumentTask) async throws -> InstantJSON {

@@ -14,10 +14,23 @@ public protocol MessageHandler: Sendable {
     /// Releases what the handler holds (HTTP clients, database connections) after the worker
     /// stopped. The default does nothing.
     func shutdown() async
+
+    /// What the worker asks before each receive; nil (the default) receives without asking.
+    var receiveGate: (any ReceiveGate)? { get }
 }
 
 extension MessageHandler {
     public func shutdown() async {}
+    public var receiveGate: (any ReceiveGate)? { nil }
+}
+
+/// Holds a worker back from receiving, e.g. while a circuit breaker around what the handler calls
+/// is open: messages then stay in the queue with their receive counts untouched instead of being
+/// received, failed and dead-lettered.
+public protocol ReceiveGate: Sendable {
+    /// Whether the worker may receive now. While it answers false the worker receives nothing and
+    /// asks again after ``WorkerConfiguration/gateRecheckInterval``; a stop request ends the wait.
+    func permitsReceiving() async -> Bool
 }
 
 /// A received message as a handler sees it.

@@ -62,7 +62,18 @@ public final class Worker: Sendable {
         var rotation = QueueRotation()
         var lastRefresh: ContinuousClock.Instant?
         var errorDelay = configuration.receiveErrorDelay
+        var gated = false
         while !isStopping {
+            if let gate = handler.receiveGate {
+                if !(await gate.permitsReceiving()) {
+                    if !gated { logger.warning("receiving paused: the handler's receive gate is closed") }
+                    gated = true
+                    try? await sleepUnlessStopping(configuration.gateRecheckInterval)
+                    continue
+                }
+                if gated { logger.notice("receiving resumed: the handler's receive gate opened") }
+                gated = false
+            }
             let queueName: String
             let wait: Duration
             switch configuration.source {

@@ -30,6 +30,8 @@ public struct WorkerConfiguration: Sendable {
     public var unboundIdleWait: Duration = .seconds(1)
     /// Wait after a failed receive before trying again, doubling up to 10× (default 500 ms).
     public var receiveErrorDelay: Duration = .milliseconds(500)
+    /// How often a worker whose handler's ``ReceiveGate`` refused asks it again (default 250 ms).
+    public var gateRecheckInterval: Duration = .milliseconds(250)
 
     public init(source: Source, program: String) {
         self.source = source

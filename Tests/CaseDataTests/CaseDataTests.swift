@@ -84,6 +84,10 @@ struct CaseCopyTests {
             for document in report.documents {
                 let sourceExhibit = try #require(try await source.ids("SELECT id FROM exhibits WHERE document_id = \(document.sourceDocumentID)").first)
                 #expect(document.destinationExhibitID == exhibitMap[sourceExhibit])
+                // The source side, for the document's id in the source document engine.
+                #expect(document.sourceExhibitID == sourceExhibit)
+                let sourceBatch = try await source.ids("SELECT batch_id FROM documents WHERE id = \(document.sourceDocumentID)").first
+                #expect(sourceBatch != nil && document.sourceBatchID == sourceBatch)
                 #expect(Set(document.files.map(\.variant)) == ["pdf", "native", "text"])
                 #expect(document.files.contains { $0.name == "\(document.sourceDocumentID).pdf" && $0.variant == "pdf" })
             }
@@ -418,6 +422,24 @@ struct CaseCommandTests {
                 #expect(create.output.contains("\"appliedMigrations\":[]"))
                 let again = try await runExchanger(["case", "seed", "--case", "271", "--documents", "3"], environment: environment)
                 #expect(again.status == 1)
+
+                // --annotations: every document in the (local) document engine with the seven kinds and a thread.
+                let annotated = try await runExchanger(
+                    ["case", "seed", "--case", "272", "--documents", "4", "--storage", storage, "--annotations"], environment: environment)
+                #expect(annotated.status == 0, "\(annotated.output)")
+                let engineRoot = directory.appendingPathComponent("document-engine")
+                let engineDocuments = try FileManager.default.contentsOfDirectory(atPath: engineRoot.path).filter { $0.hasPrefix("document_272_") }
+                #expect(engineDocuments.count == 4)
+                for name in engineDocuments {
+                    #expect(name.split(separator: "_").count == 5 && !name.hasSuffix("_0"), "\(name): batch and exhibit in the id")
+                    let ndjson = try String(contentsOf: engineRoot.appendingPathComponent("\(name)/annotations.ndjson"), encoding: .utf8)
+                    #expect(ndjson.split(separator: "\n").count == 7)
+                    for type in ["pspdfkit/markup/redaction", "pspdfkit/markup/highlight", "pspdfkit/note", "pspdfkit/image", "bates_stamp", "confidentiality_stamp", "isCommentThreadRoot"] {
+                        #expect(ndjson.contains(type), "\(name) has \(type)")
+                    }
+                    #expect(FileManager.default.fileExists(atPath: engineRoot.appendingPathComponent("\(name)/comments.json").path))
+                    #expect(try FileManager.default.contentsOfDirectory(atPath: engineRoot.appendingPathComponent("\(name)/attachments").path).count == 1)
+                }
             }
         }
     }

@@ -47,4 +47,30 @@ struct PayloadTests {
             #expect(try await h.store.get(record.jobID)?.payloadSent == 60)
         }
     }
+
+    @Test("annotation tasks carry the request's routing and the source batch and exhibit")
+    func annotationRouting() async throws {
+        try await withHarness(.sqlite) { h in
+            var exchangeRequest = request(annotations: true)
+            exchangeRequest.redactionsAs = .brandIn
+            exchangeRequest.batesAs = .brandIn
+            let record = try await h.accept(exchangeRequest)
+            let outcome = CopyOutcome(documents: [
+                CopiedDocument(
+                    sourceDocumentID: 5, documentID: 105, exhibitID: 9, files: [DocumentFile(name: "5.pdf", kind: .rendition)], sourceBatchID: 3,
+                    sourceExhibitID: 8),
+            ])
+            let messages = PayloadConstructor.messages(for: record, plan: ProvisioningPlan(jobID: record.jobID, request: record.request), outcome: outcome)
+            let task = messages.first { $0.queue.contains("pre_uploader") }?.task
+            #expect(task?.annotationRouting == [
+                "redactions": "brand_in", "highlights": "layer", "notes": "layer", "stickers": "layer", "bates": "brand_in",
+                "confidentialityCodes": "layer",
+            ])
+            #expect(task?.sourceBatchID == 3 && task?.sourceExhibitID == 8)
+            let plainRecord = try await h.accept(request(source: 43, annotations: false))
+            let plain = PayloadConstructor.messages(
+                for: plainRecord, plan: ProvisioningPlan(jobID: plainRecord.jobID, request: plainRecord.request), outcome: outcome)
+            #expect(!plain.isEmpty && plain.allSatisfy { $0.task.annotationRouting == nil && $0.task.sourceBatchID == nil }, "no annotations: the task is as before")
+        }
+    }
 }

@@ -282,10 +282,18 @@ func engineError(_ body: () async throws -> Void) async -> DocumentEngineError.C
             #expect(try DocumentEngineLocation("") == .local(storageURL: nil))
             #expect(try DocumentEngineLocation("local:") == .local(storageURL: nil))
             #expect(try DocumentEngineLocation("s3://bucket/engine") == .local(storageURL: "s3://bucket/engine"))
-            for url in ["https://engine.example.com", "http://localhost:5000", "nutrient://engine:5000", "nutrient+https://engine"] {
-                #expect(await engineError { _ = try await DocumentEngines.open(url: url, caseStore: caseStore, environment: [:]) } == .unsupported)
+            let nutrient: [(String, String)] = [
+                ("https://engine.example.com", "https://engine.example.com"), ("http://localhost:5000/", "http://localhost:5000"),
+                ("nutrient://engine:5000", "http://engine:5000"), ("nutrient+https://engine", "https://engine"),
+                ("nutrient+http://10.0.0.1:5000/de", "http://10.0.0.1:5000/de"),
+            ]
+            for (url, base) in nutrient {
+                #expect(try DocumentEngineLocation(url) == .nutrient(baseURL: base), "\(url)")
+                let engine = try await DocumentEngines.open(url: url, caseStore: caseStore, environment: [:])
+                #expect((engine as? NutrientDocumentEngine)?.settings.baseURL == base)
+                try await engine.shutdown()
             }
-            for url in ["ftp://x", "engine", "local:ftp://x", "file://"] {
+            for url in ["ftp://x", "engine", "local:ftp://x", "file://", "https://user:secret@engine", "nutrient://", "https://engine/?token=x"] {
                 #expect(await engineError { _ = try await DocumentEngines.open(url: url, caseStore: caseStore, environment: [:]) } == .invalidURL, "\(url)")
             }
 

@@ -268,10 +268,10 @@ func loggedEnvelopes(_ broker: Broker) async throws -> [EventEnvelope] {
                 #expect(types.filter { $0 == "DOCUMENT_NOT_FOUND" }.count == 1)
                 #expect(try await broker.counters("upload-dlq").total == 0)
 
-                // A Nutrient URL is refused up front with a usage error.
+                // A Nutrient URL with credentials in it is refused up front with a usage error.
                 let refused = try WorkerProcessHandle(
                     "exchanger-uploader",
-                    ["--queue", "upload", "--database", url, "--storage-url", "file://" + directory.path, "--document-engine", "https://engine.example.com"])
+                    ["--queue", "upload", "--database", url, "--storage-url", "file://" + directory.path, "--document-engine", "https://user:secret@engine.example.com"])
                 let status = try await refused.wait()
                 #expect(status != 0)
                 try await store.shutdown()
@@ -290,4 +290,9 @@ struct FailingEngine: DocumentEngine {
     func annotations(_ id: EngineDocumentID) async throws -> InstantJSON { throw error }
     func delete(_ id: EngineDocumentID) async throws { throw error }
     func shutdown() async throws {}
+    func commentThreads(_ id: EngineDocumentID) async throws -> [CommentThread] { throw error }
+    func putCommentThreads(_ id: EngineDocumentID, _ threads: [CommentThread]) async throws { throw error }
+    func buildFlattened(pdf: Data, annotations: InstantJSON) async throws -> Data { throw error }
+    func pageCount(_ id: EngineDocumentID) async throws -> Int { throw error }
+    func pageText(_ id: EngineDocumentID, pageIndex: Int) async throws -> String { throw error }
 }
