@@ -39,6 +39,11 @@ public protocol DocumentEngine: Sendable {
 
     /// Releases what the engine holds (connections, a store it opened itself); call once when done.
     func shutdown() async throws
+
+    /// The number of pages of document `id`; throws ``DocumentEngineError/Code/notFound`` when absent.
+    func pageCount(_ id: EngineDocumentID) async throws -> Int
+    /// The text of page `pageIndex` (0-based) of document `id`, as Nutrient's `GET /api/documents/{id}/pages/{pageIndex}/text` gives it (its `textLines` joined by "\n"); throws ``DocumentEngineError/Code/notFound`` for an absent document or page.
+    func pageText(_ id: EngineDocumentID, pageIndex: Int) async throws -> String
 }
 
 /// Where the PDF to ingest comes from.

@@ -290,4 +290,6 @@ struct FailingEngine: DocumentEngine {
     func annotations(_ id: EngineDocumentID) async throws -> InstantJSON { throw error }
     func delete(_ id: EngineDocumentID) async throws { throw error }
     func shutdown() async throws {}
+    func pageCount(_ id: EngineDocumentID) async throws -> Int { throw error }
+    func pageText(_ id: EngineDocumentID, pageIndex: Int) async throws -> String { throw error }
 }
