@@ -142,8 +142,8 @@ public struct SearchIndexStore: Sendable {
 
     /// Removes a document's pages beyond `pageCount` (a document re-indexed with fewer pages).
     public func removePages(documentID: Int64, from pageCount: Int, caseID: Int64) async throws {
-        try await pool.withConnection(caseID: caseID) { connection in
-            try await connection.query(
+        try await pool.withConnection(caseID: caseID) { connection -> Void in
+            _ = try await connection.query(
                 "DELETE FROM document_search_text WHERE document_id = $1 AND position >= $2", [.integer(documentID), .integer(Int64(pageCount))])
         }
     }
