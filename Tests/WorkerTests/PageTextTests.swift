@@ -40,12 +40,12 @@ func textPDF(_ pages: [[String]], contents: [Int: String] = [:], filter: Bool = 
     @Test("the extractor reads Tj, TJ, ' and \" strings with their escapes, hex strings, page by page")
     func extractor() throws {
         let pdf = textPDF([["Quarterly (draft) report", "back\\slash and more"], ["Page two"], []], contents: [
-            1: #"BT 72 720 Td [(Hel) -20 (lo) -400 (world)] TJ T* (next line) ' 1 2 (third \050x\051\n) " <48656C6C6F> Tj ET BT (a\\#r(b)) Tj ET"#,
+            1: #"BT 72 720 Td [(Hel) -20 (lo) -400 (world)] TJ T* (next line) ' 1 2 (third \050x\051\n) " <48656C6C6F> Tj ET BT (a\\b(c)) Tj ET"#,
         ])
         let pages = try PDFTextExtractor().pageTexts(of: pdf)
         #expect(pages.count == 3)
         #expect(pages[0] == "Quarterly (draft) report\nback\\slash and more")
-        #expect(pages[1] == "Hello world\nnext line\nthird (x)\nHello\na\\#r(b)")
+        #expect(pages[1] == "Hello world\nnext line\nthird (x)\nHello\na\\b(c)")
         #expect(pages[2] == "")
     }
 

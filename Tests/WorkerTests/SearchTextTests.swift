@@ -194,6 +194,46 @@ func searchPages(_ document: Int64) -> [String] {
         }
     }
 
+    @Test("the exchanger-search-text executable indexes a queue into the case database and exits 0 on SIGTERM", arguments: Backend.allCases)
+    func executable(_ backend: Backend) async throws {
+        try await withTemporaryDirectory { directory in
+            try await withTestBroker(backend) { broker, url in
+                try await withCaseDatabases(backend.caseBackend, cases: [20]) { databases in
+                    let store = try await ObjectStorage.open("file://" + directory.path)
+                    let documents: [Int64] = Array(1001...1010)
+                    var tasks: [OutgoingMessage] = []
+                    for document in documents { tasks.append(try await searchTextTask(store, document: document, pages: searchPages(document)).outgoing()) }
+                    try await broker.createQueue("search-dlq")
+                    try await broker.createQueue("search", attributes: QueueAttributes(deadLetterQueue: "search-dlq", program: "search-text"))
+                    _ = try await broker.sendBatch("search", tasks)
+                    var environment = databases.environment
+                    environment["EXCHANGER_SEARCH_TEXT_BULK_SIZE"] = "7"
+                    let worker = try WorkerProcessHandle(
+                        "exchanger-search-text",
+                        ["--queue", "search", "--database", url, "--storage-url", "file://" + directory.path, "--batch-size", "10", "--wait", "1"],
+                        environment: environment)
+                    #expect(try await eventually(timeout: .seconds(30)) { try await broker.counters("search").total == 0 })
+                    worker.signal(SIGTERM)
+                    #expect(try await worker.wait() == 0)
+                    let index = SearchIndexStore(settings: databases.settings)
+                    #expect(try await index.count(caseID: 20) == documents.count * 3)
+                    #expect(try await index.search(caseID: 20, terms: "word1004").map(\.documentID) == [1004])
+                    await index.shutdown()
+                    let indexed = try await loggedEnvelopes(broker).filter { $0.eventType == .documentIndexed }
+                    #expect(Set(indexed.compactMap(\.documentID)) == Set(documents))
+                    #expect(try await broker.counters("search-dlq").total == 0)
+
+                    // Without case databases it refuses to start, naming the setting.
+                    let refused = try WorkerProcessHandle(
+                        "exchanger-search-text", ["--queue", "search", "--database", url, "--storage-url", "file://" + directory.path],
+                        environment: ["EXCHANGER_CASE_DATABASE_URL": ""])
+                    #expect(try await refused.wait() != 0)
+                    try await store.shutdown()
+                }
+            }
+        }
+    }
+
     @Test("settings: bulk size and batch window from the environment, defaults, and the faults named")
     func settings() throws {
         let base = ["EXCHANGER_CASE_DATABASE_URL": "postgres://u@db/{database}"]
