@@ -20,6 +20,8 @@ let package = Package(
         .executable(name: "exchanger-orchestrator", targets: ["exchanger-orchestrator"]),
         .executable(name: "exchanger-uploader", targets: ["exchanger-uploader"]),
         .executable(name: "exchanger-pre-uploader", targets: ["exchanger-pre-uploader"]),
+        .executable(name: "exchanger-re-ocr", targets: ["exchanger-re-ocr"]),
+        .executable(name: "exchanger-search-text", targets: ["exchanger-search-text"]),
         .library(name: "Broker", targets: ["Broker"]),
     ],
     dependencies: [
@@ -236,6 +238,26 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(name: "exchanger-pre-uploader", dependencies: ["PreUploaderProcessor", "WorkerRuntime"], swiftSettings: strict),
+        // Re-OCR: the page texts of each uploaded document → processed-files txt, then search-text.
+        .target(
+            name: "ReOCRProcessor",
+            dependencies: [
+                "Broker", "DocumentEngine", "ExchangerEvents", "ObjectStorage", "UploaderProcessor", "WorkerRuntime", logging,
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(name: "exchanger-re-ocr", dependencies: ["ReOCRProcessor", "WorkerRuntime"], swiftSettings: strict),
+        // Search-text: the page texts into the destination case's full-text index, in bulk.
+        .target(
+            name: "SearchTextProcessor",
+            dependencies: [
+                "Broker", "CaseData", "CaseDatabase", "ExchangerEvents", "ObjectStorage", "WorkerRuntime", logging,
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(name: "exchanger-search-text", dependencies: ["SearchTextProcessor", "WorkerRuntime"], swiftSettings: strict),
 
         // A whole exchange on one machine: the workspace of `exchanger run`, the supervisor it
         // starts, the orchestrator client, progress, and the exact verification of a finished exchange.
@@ -258,7 +280,7 @@ let package = Package(
             dependencies: [
                 "Broker", "DatabaseSupport", "ProcessSupport", "ExchangerLogging", "ExchangerEvents", "ObjectStorage",
                 "WorkerRuntime", "S3CopyProcessor", "DeadLetterProcessor", "Deployments", "Supervisor", "CaseData",
-                "ExchangeFleet", "Orchestrator", "PostgresClient", "DocumentEngine",
+                "ExchangeFleet", "Orchestrator", "PostgresClient", "DocumentEngine", "CaseDatabase",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 logging,
@@ -304,7 +326,7 @@ let package = Package(
                 "ObjectStorage", "ProcessSupport", "Supervisor", "WorkerRuntime",
                 "exchanger", "exchanger-supervisor", "exchanger-exec", "exchanger-test-child",
                 "exchanger-s3-copy", "exchanger-status-update", "exchanger-dlq", "exchanger-orchestrator", "exchanger-uploader",
-                "exchanger-pre-uploader",
+                "exchanger-pre-uploader", "exchanger-re-ocr", "exchanger-search-text",
             ],
             swiftSettings: strict
         ),
@@ -341,7 +363,9 @@ let package = Package(
                 "Broker", "CaseDatabase", "ConcurrencySupport", "DatabaseSupport", "ExchangerEvents", "ExchangerTestSupport", "ObjectStorage",
                 "PostgresClient", "SQLiteClient", "ProcessSupport", "WorkerRuntime", "S3CopyProcessor",
                 "StatusUpdateProcessor", "DeadLetterProcessor", "DocumentEngine", "UploaderProcessor", "PreUploaderProcessor",
+                "CaseData", "ReOCRProcessor", "SearchTextProcessor",
                 "exchanger", "exchanger-s3-copy", "exchanger-status-update", "exchanger-dlq", "exchanger-uploader", "exchanger-pre-uploader",
+                "exchanger-re-ocr", "exchanger-search-text",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

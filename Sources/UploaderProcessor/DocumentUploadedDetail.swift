@@ -14,15 +14,19 @@ public struct DocumentUploadedDetail: Sendable, Hashable, Codable {
     public var attachments: Int
     /// `created`, `replaced` or `unchanged` (a repeated delivery).
     public var outcome: String
+    /// The task's ``DocumentTask/routes`` (route name → queue name), so the stages that hear of the
+    /// upload through the event (re-OCR) know their next queue without reconstructing its name.
+    /// Absent in events of builds before it was added, and when the task had no routes.
+    public var routes: [String: String]?
 
     enum CodingKeys: String, CodingKey {
         case sourceDocumentID = "sourceDocumentId", exhibitID = "exhibitId", engineDocumentID = "engineDocumentId", pdfKey, bytes, sha256
-        case annotations, attachments, outcome
+        case annotations, attachments, outcome, routes
     }
 
     public init(
         sourceDocumentID: Int64, exhibitID: Int64?, engineDocumentID: String, pdfKey: String, bytes: Int64, sha256: String,
-        annotations: Int, attachments: Int, outcome: String
+        annotations: Int, attachments: Int, outcome: String, routes: [String: String]? = nil
     ) {
         self.sourceDocumentID = sourceDocumentID
         self.exhibitID = exhibitID
@@ -33,5 +37,6 @@ public struct DocumentUploadedDetail: Sendable, Hashable, Codable {
         self.annotations = annotations
         self.attachments = attachments
         self.outcome = outcome
+        self.routes = routes
     }
 }

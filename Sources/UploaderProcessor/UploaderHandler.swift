@@ -66,7 +66,8 @@ public struct UploaderHandler: MessageHandler {
         let detail = DocumentUploadedDetail(
             sourceDocumentID: task.sourceDocumentID, exhibitID: task.exhibitID, engineDocumentID: engineID.rawValue, pdfKey: pdfKey.rawValue,
             bytes: result.document.bytes, sha256: result.document.sha256, annotations: result.document.annotationCount,
-            attachments: result.document.attachments.count, outcome: result.outcome.rawValue)
+            attachments: result.document.attachments.count, outcome: result.outcome.rawValue,
+            routes: task.routes.isEmpty ? nil : task.routes)
         logger.debug("document uploaded", metadata: [
             "bytes": "\(result.document.bytes)", "annotations": "\(result.document.annotationCount)", "outcome": "\(result.outcome.rawValue)",
         ])

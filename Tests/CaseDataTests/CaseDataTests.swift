@@ -110,6 +110,27 @@ struct CaseCopyTests {
         }
     }
 
+    @Test("the full-text index (migration 3) exists, and the case-data copy leaves it out", arguments: Backend.allCases)
+    func searchIndexIsNotCopied(backend: Backend) async throws {
+        try await withCaseDatabases(backend) { databases in
+            try await seedPair(databases, source: 301, destination: 302)
+            #expect(try await databases.schemaVersion(caseID: 301) >= 3)
+            let index = SearchIndexStore(settings: try CaseDatabaseSettings(locator: databases.locator))
+            try await index.write([
+                SearchIndexEntry(documentID: 2, position: 0, batchID: 1, text: "source case index row"),
+                SearchIndexEntry(documentID: 3, position: 0, batchID: 1, text: "another source row"),
+            ], caseID: 301)
+            let report = try await CaseDataCopier(databases: databases).copy(
+                sourceCase: 301, destinationCase: 302, selection: .documentIDs([2, 3]), jobID: "no-index")
+            #expect(report.documents.count == 2)
+            #expect(!report.tables.map(\.table).contains { $0.hasPrefix("document_search") })
+            #expect(try await index.count(caseID: 301) == 2)
+            #expect(try await index.count(caseID: 302) == 0, "the destination's index is search-text's to write")
+            #expect(Set(try await index.search(caseID: 301, terms: "source").map(\.documentID)) == [2, 3])
+            await index.shutdown()
+        }
+    }
+
     @Test("re-running a finished job copies nothing, with or without its checkpoints", arguments: Backend.allCases)
     func rerunCopiesNothing(backend: Backend) async throws {
         try await withCaseDatabases(backend) { databases in

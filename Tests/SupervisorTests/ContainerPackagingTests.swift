@@ -1032,8 +1032,8 @@ enum ContainerPackaging {
         @Test("the Dockerfile checks reject broken variants")
         func dockerfileChecksCanFail() {
             let cases: [(String, String, String, String)] = [
-                ("product not built", " exchanger-uploader\"", "\"", "ARG PRODUCTS lists"),
-                ("product not copied", "/staging/exchanger-uploader /usr/local/bin/", "/usr/local/bin/", "the runtime stage copies"),
+                ("product not built", " exchanger-search-text\"", "\"", "ARG PRODUCTS lists"),
+                ("product not copied", "/staging/exchanger-search-text /usr/local/bin/", "/usr/local/bin/", "the runtime stage copies"),
                 ("dynamic runtime", "--static-swift-stdlib --product", "--product", "static-swift-stdlib"),
                 ("root user", "USER exchanger:exchanger", "USER root", "non-root USER"),
                 ("stop signal", "STOPSIGNAL SIGTERM", "STOPSIGNAL SIGKILL", "STOPSIGNAL SIGTERM"),

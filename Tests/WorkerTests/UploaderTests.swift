@@ -84,6 +84,7 @@ func loggedEnvelopes(_ broker: Broker) async throws -> [EventEnvelope] {
                     let detail = try event.detail(as: DocumentUploadedDetail.self)
                     #expect(detail.engineDocumentID == "document_20_5_\(detail.sourceDocumentID + 1000)_\(detail.exhibitID ?? 0)")
                     #expect(detail.bytes == 8192 && detail.outcome == "created")
+                    #expect(detail.routes == [DocumentTask.Route.uploader: "upload"], "the task's routes travel with the event")
                 }
                 let missing = events.filter { $0.eventType == .documentNotFound }
                 #expect(missing.count == 1)
