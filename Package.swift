@@ -264,8 +264,8 @@ let package = Package(
         .target(
             name: "ExchangeFleet",
             dependencies: [
-                "Broker", "CaseData", "CaseDatabase", "ConcurrencySupport", "DatabaseSupport", "Deployments", "ExchangerEvents",
-                "ObjectStorage", "Orchestrator", "ProcessSupport", logging,
+                "Broker", "CaseData", "CaseDatabase", "ConcurrencySupport", "DatabaseSupport", "Deployments", "DocumentEngine",
+                "ExchangerEvents", "ObjectStorage", "Orchestrator", "ProcessSupport", logging,
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

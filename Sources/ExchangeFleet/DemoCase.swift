@@ -19,6 +19,17 @@ public struct DemoCase: Sendable, Codable, Hashable {
     public var rows: Int
     /// Objects stored.
     public var objects: Int
+    /// Whether the documents carry annotations of all seven kinds in the workspace's document
+    /// engine (`--annotations`); nil in records written before annotations existed.
+    public var annotated: Bool?
+
+    /// The annotation routing of the demo's annotation exchange: redactions, bates and
+    /// confidentiality stamps and stickers branded into the PDF; highlights and notes (and the
+    /// comment threads, always) carried as a layer — both routings of the pre-uploader at once.
+    public static let annotationRouting: [(field: String, routing: String)] = [
+        ("redactionsAs", "brand_in"), ("highlightsAs", "layer"), ("notesAs", "layer"), ("stickersAs", "brand_in"),
+        ("batesAs", "brand_in"), ("confidentialityCodesAs", "brand_in"),
+    ]
 
     /// The record kept in the workspace so a second run reuses the case.
     static func recordPath(_ workspace: FleetWorkspace) -> String { workspace.directory + "/demo-case.json" }
@@ -26,12 +37,13 @@ public struct DemoCase: Sendable, Codable, Hashable {
     /// Seeds the source case (unless this workspace already has it) and creates the destination.
     public static func prepare(
         workspace: FleetWorkspace, documents: Int, sourceCaseID: Int64, destinationCaseID: Int64, batchID: Int64, pdfBytes: Int = 0,
-        logger: Logger
+        annotations: Bool = false, logger: Logger
     ) async throws -> (demo: DemoCase, reused: Bool) {
         let path = recordPath(workspace)
         if let data = FileManager.default.contents(atPath: path),
             let existing = try? JSONDecoder().decode(DemoCase.self, from: data),
-            existing.sourceCaseID == sourceCaseID, existing.destinationCaseID == destinationCaseID, existing.documentIDs.count == documents
+            existing.sourceCaseID == sourceCaseID, existing.destinationCaseID == destinationCaseID, existing.documentIDs.count == documents,
+            (existing.annotated ?? false) || !annotations
         {
             return (existing, true)
         }
@@ -43,11 +55,16 @@ public struct DemoCase: Sendable, Codable, Hashable {
             seeder.pdfBytes = pdfBytes
             let report = try await seeder.seed(caseID: sourceCaseID, documents: documents)
             _ = try await databases.create(caseID: destinationCaseID)
+            if annotations, let first = report.firstDocumentID, let last = report.lastDocumentID {
+                try await CaseAnnotations.seed(
+                    databases: databases, store: store, engineURL: workspace.documentEngineURL, caseID: sourceCaseID,
+                    documents: first...last, environment: workspace.storageEnvironment, logger: logger)
+            }
             try? await store.shutdown()
             let ids: [Int64] = if let first = report.firstDocumentID, let last = report.lastDocumentID { Array(first...last) } else { [] }
             let demo = DemoCase(
                 sourceCaseID: sourceCaseID, destinationCaseID: destinationCaseID, batchID: batchID, documentIDs: ids,
-                rows: report.totalRows, objects: report.objects)
+                rows: report.totalRows, objects: report.objects, annotated: annotations)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             try encoder.encode(demo).write(to: URL(fileURLWithPath: path))
@@ -58,14 +75,17 @@ public struct DemoCase: Sendable, Codable, Hashable {
         }
     }
 
-    /// The exchange request of the seeded documents (all, or the first `limit`), without
-    /// annotations, natives included unless told otherwise; destination and batch may be overridden.
+    /// The exchange request of the seeded documents (all, or the first `limit`), natives included
+    /// unless told otherwise; destination and batch may be overridden. With `requiresAnnotations`
+    /// it carries ``annotationRouting``.
     public func requestJSON(
-        includeNatives: Bool = true, limit: Int? = nil, destinationCaseID: Int64? = nil, batchID: Int64? = nil
+        includeNatives: Bool = true, limit: Int? = nil, destinationCaseID: Int64? = nil, batchID: Int64? = nil,
+        requiresAnnotations: Bool = false
     ) -> String {
         let ids = documentIDs.prefix(limit ?? documentIDs.count).map(String.init).joined(separator: ",")
         let destination = destinationCaseID ?? self.destinationCaseID
         let batch = batchID ?? self.batchID
-        return #"{"sourceCaseId":\#(sourceCaseID),"destinationCaseId":\#(destination),"batchId":\#(batch),"documentIds":[\#(ids)],"requiresAnnotations":false,"includeNatives":\#(includeNatives)}"#
+        let routing = requiresAnnotations ? Self.annotationRouting.map { #","\#($0.field)":"\#($0.routing)""# }.joined() : ""
+        return #"{"sourceCaseId":\#(sourceCaseID),"destinationCaseId":\#(destination),"batchId":\#(batch),"documentIds":[\#(ids)],"requiresAnnotations":\#(requiresAnnotations),"includeNatives":\#(includeNatives)\#(routing)}"#
     }
 }

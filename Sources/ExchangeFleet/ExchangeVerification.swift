@@ -21,6 +21,16 @@ public struct ExchangeVerification: Sendable, Codable, Hashable {
     public var eventsChecked: Int
     /// Documents with a DOCUMENT_NOT_FOUND event (their files and events are not expected).
     public var documentsNotFound: Int
+    /// Annotation exchanges: documents whose engine document, annotations, page texts and index rows were checked.
+    public var annotatedDocuments = 0
+    /// Annotation exchanges: layer annotations compared with their source annotations.
+    public var layerAnnotationsChecked = 0
+    /// Annotation exchanges: source annotations the request had branded into the destination PDFs.
+    public var brandedInAnnotations = 0
+    /// Annotation exchanges: page text files compared with the engine's page text.
+    public var pageTextsChecked = 0
+    /// Annotation exchanges: full-text index rows compared with the page text.
+    public var indexedPagesChecked = 0
     /// Each problem as one sentence naming the table / id / column, object key or event at fault;
     /// capped at ``ExchangeVerifier/Settings/maxProblems`` plus a final "… and N more problems".
     public var problems: [String]
@@ -50,6 +60,9 @@ public struct ExchangeVerification: Sendable, Codable, Hashable {
         let verdict = isExact ? "exact" : "\(problems.count) problem(s)"
         return "exchange \(jobID) \(state): \(verdict); \(documents) documents (\(documentsNotFound) not found), "
             + "\(rowsChecked) rows in \(tablesChecked) tables, \(filesChecked) files (\(bytesChecked) bytes), \(eventsChecked) events"
+            + (annotatedDocuments > 0
+                ? "; \(annotatedDocuments) annotated documents: \(layerAnnotationsChecked) layer annotations, \(brandedInAnnotations) branded in, "
+                    + "\(pageTextsChecked) page texts, \(indexedPagesChecked) indexed pages" : "")
     }
 }
 

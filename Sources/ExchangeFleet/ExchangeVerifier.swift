@@ -2,6 +2,7 @@ import Broker
 import CaseData
 import CaseDatabase
 import DatabaseSupport
+import DocumentEngine
 import ExchangerEvents
 import Foundation
 import Logging
@@ -29,7 +30,11 @@ import Orchestrator
 /// 3. **Events.** Per copied document exactly one event of each expected type (one per native file
 ///    for NATIVE_DOCUMENT_COPIED), no error events, exactly one EXCHANGER_FINISHED and no
 ///    EXCHANGER_FAILED. Documents with DOCUMENT_NOT_FOUND are counted, not reported.
-/// 4. **Nothing left.** The exchange is FINISHED and no queue, subscription, deployment or worker of
+/// 4. **Annotations** (exchanges with `requiresAnnotations`): per document the destination engine
+///    document carries exactly the source's layer-routed annotations (with their attachments and
+///    comment threads) and none of the brand_in kinds, its PDF changed where something was branded
+///    in, and every page's text is stored and indexed (``checkAnnotations``).
+/// 5. **Nothing left.** The exchange is FINISHED and no queue, subscription, deployment or worker of
 ///    it remains; its recorded resources are all marked removed.
 ///
 /// Reads are batched (`IN` lists of ``Settings/batchRows`` ids), never one query per row.
@@ -44,6 +49,11 @@ public struct ExchangeVerifier: Sendable {
         public var batchRows = 1000
         /// The copy engine's settings the copy ran with (tables, merged tables, rules).
         public var copySettings = CaseCopySettings()
+        /// The document engine an annotation exchange went through (source and destination
+        /// documents), opened on the verifier's store (`local`).
+        public var documentEngineURL = DocumentEngines.defaultURL
+        /// The environment the engine is opened with (Nutrient token, AWS settings).
+        public var environment: [String: String] = ProcessInfo.processInfo.environment
 
         /// The defaults.
         public init() {}
@@ -75,10 +85,11 @@ public struct ExchangeVerifier: Sendable {
 
     /// The per-document event types an exchange of `request` publishes once per document:
     /// DOCUMENT_COPIED + DOCUMENT_UPLOADED without annotations, DOCUMENT_PRE_PROCESSED +
-    /// DOCUMENT_UPLOADED with them, and NATIVE_DOCUMENT_COPIED (once per native file) when natives
+    /// DOCUMENT_UPLOADED + DOCUMENT_INDEXED with them, and NATIVE_DOCUMENT_COPIED (once per native file) when natives
     /// are included.
     public static func defaultDocumentEvents(for request: ExchangeRequest) -> [EventType] {
-        var types: [EventType] = request.requiresAnnotations ? [.documentPreProcessed, .documentUploaded] : [.documentCopied, .documentUploaded]
+        var types: [EventType] = request.requiresAnnotations
+            ? [.documentPreProcessed, .documentUploaded, .documentIndexed] : [.documentCopied, .documentUploaded]
         if request.includeNatives { types.append(.nativeDocumentCopied) }
         return types
     }
@@ -145,6 +156,31 @@ public struct ExchangeVerifier: Sendable {
         let files = try await checkFiles(record: record, files: rows.files, notFound: events.notFound, problems: &problems)
         result.filesChecked = files.files
         result.bytesChecked = files.bytes
+
+        // Annotations, page texts and the full-text index (the annotation path).
+        if record.request.requiresAnnotations {
+            let engine: any DocumentEngine
+            do {
+                engine = try await DocumentEngines.open(
+                    url: settings.documentEngineURL, caseStore: store, environment: settings.environment, logger: logger)
+            } catch {
+                throw ExchangeVerifierError(.storage, "exchange \(jobID): cannot open the document engine \(settings.documentEngineURL): \(error)")
+            }
+            do {
+                let annotations = try await checkAnnotations(
+                    record: record, documents: rows.documents, notFound: events.notFound, engine: engine, problems: &problems)
+                try? await engine.shutdown()
+                result.annotatedDocuments = annotations.documents
+                result.layerAnnotationsChecked = annotations.layerAnnotations
+                result.brandedInAnnotations = annotations.brandedIn
+                result.pageTextsChecked = annotations.pageTexts
+                result.indexedPagesChecked = annotations.indexedPages
+            } catch {
+                try? await engine.shutdown()
+                if let error = error as? ExchangeVerifierError { throw error }
+                throw ExchangeVerifierError(.database, "exchange \(jobID): cannot check the annotations: \(error)")
+            }
+        }
 
         // Nothing left.
         do {

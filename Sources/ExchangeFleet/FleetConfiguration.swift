@@ -36,7 +36,10 @@ public struct FleetConfiguration: Sendable, Hashable {
     /// The per-exchange programs a run needs, with their executables.
     public static let perExchangePrograms: [(program: String, executable: String)] = [
         ("s3-copy", "exchanger-s3-copy"),
+        ("pre-uploader", "exchanger-pre-uploader"),
         ("uploader", "exchanger-uploader"),
+        ("re-ocr", "exchanger-re-ocr"),
+        ("search-text", "exchanger-search-text"),
     ]
 
     /// The global programs a run needs, with their executables.

@@ -127,7 +127,10 @@ public struct LocalExchangeRun: Sendable {
         let store = try await ObjectStorage.open(workspace.storageURL, environment: workspace.storageEnvironment, logger: logger)
         do {
             let databases = try CaseDatabases(urlTemplate: workspace.caseDatabaseURL, prefix: workspace.caseDatabasePrefix)
-            let verification = try await ExchangeVerifier(broker: broker, caseDatabases: databases, store: store, logger: logger)
+            var settings = ExchangeVerifier.Settings()
+            settings.documentEngineURL = workspace.documentEngineURL
+            settings.environment = ProcessInfo.processInfo.environment.merging(workspace.storageEnvironment) { _, workspace in workspace }
+            let verification = try await ExchangeVerifier(broker: broker, caseDatabases: databases, store: store, settings: settings, logger: logger)
                 .verify(jobID: jobID)
             try? await store.shutdown()
             await broker.close()

@@ -2,6 +2,7 @@ import ArgumentParser
 import CaseData
 import DocumentEngine
 import ExchangerLogging
+import ExchangeFleet
 import Foundation
 import Logging
 import ObjectStorage
@@ -86,23 +87,12 @@ struct CaseCommand: AsyncParsableCommand {
 
         /// Ingests each seeded document's PDF with ``AnnotationSeeder`` annotations into the engine.
         func seedAnnotations(databases: CaseDatabases, store: any ObjectStore, documents: ClosedRange<Int64>) async throws {
-            let url = documentEngine ?? ProcessInfo.processInfo.environment[DocumentEngines.environmentVariable].flatMap { $0.isEmpty ? nil : $0 }
+            let environment = ProcessInfo.processInfo.environment
+            let url = documentEngine ?? environment[DocumentEngines.environmentVariable].flatMap { $0.isEmpty ? nil : $0 }
                 ?? DocumentEngines.defaultURL
-            let engine = try await DocumentEngines.open(url: url, caseStore: store)
-            do {
-                for document in try await databases.seededDocuments(caseID: caseID, documentIDs: documents) {
-                    guard let pdf = document.pdfFileName else { continue }
-                    let id = try EngineDocumentID(
-                        caseID: caseID, batchID: document.batchID ?? 1, documentID: document.documentID, exhibitID: document.exhibitID)
-                    try await AnnotationSeeder.seed(
-                        engine, id: id, pdf: .object(try CaseKeys.documentFile(caseID: caseID, documentID: document.documentID, fileName: pdf)),
-                        batesNumber: document.batesBegin ?? "SEED-\(document.documentID)", pageCount: document.pageCount)
-                }
-                try await engine.shutdown()
-            } catch {
-                try? await engine.shutdown()
-                throw error
-            }
+            try await CaseAnnotations.seed(
+                databases: databases, store: store, engineURL: url, caseID: caseID, documents: documents, environment: environment,
+                logger: Logger(label: "exchanger.case-seed"))
         }
     }
 

@@ -31,6 +31,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Documents of the demo case.")
     var documents = 100
 
+    @Flag(help: "With --demo: put annotations of all seven kinds on the documents and exchange them through the annotation path (pre-uploader, uploader, re-OCR, search-text).")
+    var annotations = false
+
     @Option(help: "Demo source case id.")
     var sourceCase: Int64 = 1001
 
@@ -64,6 +67,7 @@ struct RunCommand: AsyncParsableCommand {
     func validate() throws {
         if demo == (request != nil) { throw ValidationError("give either --demo or a request file") }
         if demo && !(1...1_000_000).contains(documents) { throw ValidationError("--documents must be 1…1000000") }
+        if annotations && !demo { throw ValidationError("--annotations goes with --demo (a request file says requiresAnnotations itself)") }
         if timeout <= 0 { throw ValidationError("--timeout must be positive") }
         if !(1...64).contains(maxProcs) { throw ValidationError("--max-procs must be 1…64") }
     }
@@ -135,9 +139,9 @@ struct RunCommand: AsyncParsableCommand {
             out.say("seeding    source case \(sourceCase) with \(documents) documents …")
             let (demoCase, reused) = try await DemoCase.prepare(
                 workspace: space, documents: documents, sourceCaseID: sourceCase, destinationCaseID: destinationCase, batchID: batch,
-                logger: logger)
+                annotations: annotations, logger: logger)
             out.say(reused ? "           reusing the case seeded earlier in this workspace" : "           \(demoCase.rows) rows, \(demoCase.objects) files")
-            requestJSON = demoCase.requestJSON()
+            requestJSON = demoCase.requestJSON(requiresAnnotations: annotations)
         } else {
             guard let path = request, let data = FileManager.default.contents(atPath: path) else {
                 throw FleetError(.invalidRequest, "cannot read the request file \(request ?? "")")
@@ -175,6 +179,9 @@ struct RunCommand: AsyncParsableCommand {
         if let verification = result.verification {
             if verification.isExact {
                 out.say("verified   exact: \(verification.rowsChecked) rows in \(verification.tablesChecked) tables, \(verification.filesChecked) files (\(verification.bytesChecked) bytes), \(verification.eventsChecked) events; nothing left behind")
+                if verification.annotatedDocuments > 0 {
+                    out.say("           annotations: \(verification.annotatedDocuments) documents, \(verification.brandedInAnnotations) branded into the PDFs, \(verification.layerAnnotationsChecked) carried as layer annotations; \(verification.pageTextsChecked) page texts stored and \(verification.indexedPagesChecked) indexed")
+                }
             } else {
                 out.say("verified   NOT EXACT: \(verification.problems.count) problem(s)")
                 for problem in verification.problems { out.say("  - \(problem)") }

@@ -243,7 +243,10 @@ public struct ExchangeDrainer: Sendable {
             (.s3Copy, request.requiresAnnotations ? .nativeDocumentCopied : .documentCopied, .s3DocCopied),
             (.preUploader, .documentPreProcessed, .preUploaderFinished),
             (.docUploader, .documentUploaded, .uploaderFinished),
-            (.reOCR, nil, .reOCRFinished),
+            // re-OCR publishes no success event of its own (it hands each document to search-text):
+            // a document is indexed only after re-OCR wrote its page texts, so DOCUMENT_INDEXED
+            // counts it (a lower bound while search-text catches up).
+            (.reOCR, .documentIndexed, .reOCRFinished),
             (.searchText, .documentIndexed, .searchTextFinished),
         ]
         let allTypes = Set(failedTypes + copiedTypes + [.documentNotFound] + stageEvents.compactMap(\.done)).sorted { $0.rawValue < $1.rawValue }
