@@ -8,7 +8,10 @@ import ObjectStorage
 
 /// Nutrient Document Engine over HTTP.
 ///
-/// Wire format (Document Engine's server API, as documented by Nutrient):
+/// Wire format (Document Engine's server API, checked against Nutrient's public API reference,
+/// https://www.nutrient.io/api/reference/document-engine/upstream/ — OpenAPI 1.9.0 as published in
+/// github.com/PSPDFKit/nutrient-document-engine-mcp-server `src/api/document-engine-api.yml` — and the guide
+/// https://www.nutrient.io/guides/document-engine/annotations/import-and-export/instant-json/):
 /// - every request carries `Authorization: Token token="<api token>"`; the token comes from
 ///   ``NutrientTokenCache`` (one per process), never from code;
 /// - upload: `POST /api/documents`, `multipart/form-data` with `document_id`, `file` (the PDF),
@@ -17,16 +20,23 @@ import ObjectStorage
 /// - `GET /api/documents/{id}/document_info` (`{"data":{"pageCount":…}}`; 404 when absent),
 ///   `GET /api/documents/{id}/pdf`, `DELETE /api/documents/{id}`;
 /// - layers: `GET /api/documents/{id}/layers/{layer}/document.json` (Instant JSON);
-/// - annotations: `GET /api/documents/{id}/annotations` with `Accept: application/x-ndjson`, one
-///   `{"id":…,"content":{…Instant JSON…}}` per line (the JSON form stops at 1,000 annotations);
+/// - annotations: `GET /api/documents/{id}/annotations` with `Accept: application/x-ndjson` (the
+///   `application/json` form, `{"data":{"annotations":[…],"truncated":…}}`, stops at 1,000 annotations);
+///   each record is `{"id":…,"content":{…Instant JSON…},"createdBy":…,"updatedBy":…,"group":…}`. The reference
+///   does not spell out the shape of one NDJSON line: that it is that same record is an assumption
+///   (``unwrap(_:what:)`` also takes a bare Instant JSON object);
 ///   image attachments: `GET /api/documents/{id}/attachments/{attachmentId}`;
-/// - comments: `GET`/`POST /api/documents/{id}/annotations/{rootId}/comments`
-///   (`{"data":{"comments":[{"id":…,"content":{…}}]}}` / `{"comments":[{…}]}`);
+/// - comments: `GET`/`POST /api/documents/{id}/annotations/{rootId}/comments`; the listing is
+///   `{"data":{"comments":[{"id":…,"content":{…},…}]}}`, the request `{"comments":[{"id":…,"content":{"text":…,
+///   "creatorName":…,"createdAt":…,"updatedAt":…,"customData":…}}]}` (answered `{"data":{"comments":[{"id":…}]}}`);
 /// - build: `POST /api/build`, multipart with `instructions`
 ///   `{"parts":[{"file":"document"}],"actions":[{"type":"applyInstantJson","file":"annotations"},
 ///   {"type":"applyRedactions"},{"type":"flatten"}],"output":{"type":"pdf"}}`, the PDF part
 ///   `document` and the Instant JSON part `annotations`; the response is the PDF;
 /// - page text: `GET /api/documents/{id}/pages/{pageIndex}/text` (`{"textLines":[{"contents":…}]}`).
+///
+/// Not confirmed literally in the documentation read: the `"output":{"type":"pdf"}` spelling of the build
+/// output (the reference names a `PDFOutput` schema), and the NDJSON line shape noted above.
 ///
 /// Errors: 5xx, 429, timeouts and connection errors are retried (``Settings/maxAttempts``, full
 /// jitter) and then reported transient; 404 is `notFound`; a 401 drops the cached token and is
@@ -204,7 +214,7 @@ public struct NutrientDocumentEngine: DocumentEngine {
             let known = Set(try await comments(id, rootID: thread.rootID).compactMap(\.id))
             let new = thread.comments.filter { comment in comment.id.map { !known.contains($0) } ?? true }
             guard !new.isEmpty else { continue }
-            let body = Data(("{\"comments\":[" + new.map(\.json).joined(separator: ",") + "]}").utf8)
+            let body = Data(("{\"comments\":[" + (try new.map(Self.commentCreate)).joined(separator: ",") + "]}").utf8)
             _ = try await request(
                 .POST, path(id, "annotations/\(Self.pathSegment(thread.rootID))/comments"), body: body, contentType: "application/json",
                 what: "add comments to \(thread.rootID) of \(id)")
@@ -291,6 +301,24 @@ public struct NutrientDocumentEngine: DocumentEngine {
         let root = try Self.jsonObject(response.body, what: "comments of \(id)")
         let list = ((root["data"] as? [String: Any])?["comments"] as? [Any]) ?? (root["comments"] as? [Any]) ?? []
         return try list.map { item throws(DocumentEngineError) in try Self.unwrap(item, what: "a comment of \(id)") }
+    }
+
+    /// The keys of a comment's `content` in the documented create request (`CommentCreate`).
+    static let commentContentKeys = ["text", "creatorName", "createdAt", "updatedAt", "customData"]
+
+    /// An Instant JSON comment as one item of the create-comments request, `{"id":…,"content":{…}}`;
+    /// the engine takes the root from the path, so `rootId`, `type` and the rest are not sent.
+    ///
+    /// The reference (1.9.0) types `content.text` as a string, while an Instant JSON v2 comment carries
+    /// `{"format":…,"value":…}`; the text is sent as the comment has it. Whether the engine accepts the
+    /// object form there is not confirmed by the documentation.
+    static func commentCreate(_ comment: InstantJSONAnnotation) throws(DocumentEngineError) -> String {
+        guard let object = try comment.object() as? [String: Any] else {
+            throw DocumentEngineError(.invalidAnnotations, "a comment is not a JSON object")
+        }
+        var item: [String: Any] = ["content": object.filter { commentContentKeys.contains($0.key) }]
+        if let commentID = comment.id { item["id"] = commentID }
+        return try InstantJSONAnnotation.canonical(item)
     }
 
     /// A server record `{"id":…,"content":{…}}` as the Instant JSON object with its `id`; a bare

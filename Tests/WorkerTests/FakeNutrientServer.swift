@@ -8,7 +8,8 @@ import ServiceLifecycle
 /// A Nutrient Document Engine stand-in on 127.0.0.1 (a free port), speaking the wire format the
 /// client uses: `Authorization: Token token="…"` checked on every request (401 otherwise),
 /// multipart upload, `document_info`, `pdf`, NDJSON annotation listing (the JSON form stops at
-/// 1,000 like the real one), attachments, comments, page text, `/api/build`, and injected faults.
+/// 1,000 with `truncated`, as documented), attachments, comments (the documented `CommentCreate` /
+/// `CommentsList` shapes), page text, `/api/build`, and injected faults.
 final class FakeNutrientServer: Sendable {
     static let token = "fake-nutrient-token"
 
@@ -159,8 +160,8 @@ final class FakeNutrientServer: Sendable {
                     for line in lines { data.append(line); data.append(0x0a) }
                     return bytes(data, "application/x-ndjson")
                 }
-                // The JSON form stops at 1,000, as the real engine's does.
-                return json(.ok, ["data": ["annotations": Array(records.prefix(1000))]])
+                // The JSON form stops at 1,000 and says so with `truncated`, as documented.
+                return json(.ok, ["data": ["annotations": Array(records.prefix(1000)), "truncated": records.count > 1000] as [String: Any]])
             }
         }
         router.get("/api/documents/:id/attachments/:attachment") { request, context in
@@ -179,20 +180,37 @@ final class FakeNutrientServer: Sendable {
                 let comments: [Any] = (document.comments[root] ?? []).compactMap { text in
                     guard var object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else { return nil }
                     let id = object.removeValue(forKey: "id") ?? ""
-                    return ["id": id, "content": object]
+                    return ["id": id, "content": object, "createdBy": "fake", "updatedBy": "fake"]
                 }
                 return json(.ok, ["data": ["comments": comments]])
             }
         }
         router.post("/api/documents/:id/annotations/:root/comments") { request, context in
             try await guarded(request, state) { body in
-                guard let root = try? JSONSerialization.jsonObject(with: body) as? [String: Any], let comments = root["comments"] as? [[String: Any]] else {
-                    return json(.badRequest, ["error": "{\"comments\":[…]} expected"])
+                // The documented request: {"comments":[{"id"?,"content":{"text",…}}]}; the engine stores the
+                // comment as Instant JSON under the root of the path and answers the ids.
+                guard let root = try? JSONSerialization.jsonObject(with: body) as? [String: Any], let comments = root["comments"] as? [[String: Any]],
+                      comments.allSatisfy({ ($0["content"] as? [String: Any])?.keys.contains("text") == true })
+                else {
+                    return json(.badRequest, ["error": "{\"comments\":[{\"content\":{\"text\":…}}]} expected"])
                 }
                 let rootID = context.parameters.get("root") ?? ""
-                let texts = comments.compactMap { try? JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys]) }.map { String(decoding: $0, as: UTF8.self) }
+                guard let document = await state.document(context.parameters.get("id") ?? "") else { return json(.notFound, ["error": "no document"]) }
+                guard document.annotations.contains(where: { $0.id == rootID }) else { return json(.notFound, ["error": "no root"]) }
+                var ids: [String] = []
+                var texts: [String] = []
+                for (index, comment) in comments.enumerated() {
+                    let commentID = (comment["id"] as? String) ?? "generated-comment-\(document.comments[rootID, default: []].count + index)"
+                    var record = (comment["content"] as? [String: Any]) ?? [:]
+                    record["id"] = commentID
+                    record["rootId"] = rootID
+                    record["type"] = "pspdfkit/comment"
+                    guard let data = try? JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) else { continue }
+                    ids.append(commentID)
+                    texts.append(String(decoding: data, as: UTF8.self))
+                }
                 let found = await state.update(context.parameters.get("id") ?? "") { document in document.comments[rootID, default: []].append(contentsOf: texts) }
-                return found ? json(.ok, ["data": ["count": texts.count]]) : json(.notFound, ["error": "no document"])
+                return found ? json(.ok, ["data": ["comments": ids.map { ["id": $0] }]]) : json(.notFound, ["error": "no document"])
             }
         }
         router.get("/api/documents/:id/layers/:layer/document.json") { request, context in
