@@ -64,7 +64,8 @@ extension LocalDocumentEngine {
         guard let pageCount = Int(pages.trimmingCharacters(in: .whitespacesAndNewlines)), pageCount > 0 else {
             throw DocumentEngineError(.permanent, "qpdf reports no pages in the PDF to build ('\(pages.prefix(200))')")
         }
-        var arguments = ["--deterministic-id", input, "--flatten-annotations=all"]
+        // Uncompressed streams: the local engine reads page text from the content streams itself (PDFTextExtractor).
+        var arguments = ["--deterministic-id", "--stream-data=uncompress", "--object-streams=disable", input, "--flatten-annotations=all"]
         if !annotations.annotations.isEmpty {
             let drawn = try FlattenOverlay.pdf(pageCount: pageCount, annotations: annotations)
             do {

@@ -5,7 +5,8 @@ import Foundation
 ///
 /// What it understands: classic cross-reference-free object scanning (`N G obj … endobj`), the
 /// page tree (`/Root` → `/Pages` → `/Kids`, pages in document order), `/Contents` as one stream
-/// or an array of streams, and the text operators of uncompressed content streams — `Tj`, `TJ`,
+/// or an array of streams, form XObjects drawn with `Do` (followed into their own content, as
+/// flattened annotations and overlaid pages are drawn), and the text operators of uncompressed content streams — `Tj`, `TJ`,
 /// `'`, `"` with literal strings (all escape sequences, octal codes, line continuations) and hex
 /// strings; `Td`/`TD` with a vertical move, `T*`, `Tm` and `ET` end a line. String bytes are read
 /// as PDFDocEncoding (Latin-1 for the printable range), or UTF-16BE after a byte-order mark.
@@ -40,16 +41,106 @@ public struct PDFTextExtractor: Sendable {
             guard let object = objects[page] else { throw Failure("page object \(page) is missing") }
             var content: [UInt8] = []
             for ref in Self.contentReferences(object.dictionary) {
-                guard let stream = objects[ref] else { throw Failure("content stream \(ref) of page object \(page) is missing") }
-                if Self.find(Array("/Filter".utf8), in: stream.dictionary) != nil {
-                    throw Failure("content stream \(ref) is compressed (/Filter); only uncompressed content streams are supported")
-                }
-                guard let data = stream.stream else { throw Failure("object \(ref) is not a stream") }
-                content.append(contentsOf: data)
+                content.append(contentsOf: try Self.streamData(ref, objects: objects, what: "content stream \(ref) of page object \(page)"))
                 content.append(0x0A)
             }
-            return Self.textLines(content).joined(separator: "\n")
+            var expanding: Set<Int> = []
+            let expanded = try Self.expandingForms(content, resources: object.dictionary, objects: objects, depth: 0, expanding: &expanding)
+            return Self.textLines(expanded).joined(separator: "\n")
         }
+    }
+
+    /// Form XObjects drawn from one another deeper than this are not followed (a malformed PDF).
+    static let maxFormDepth = 8
+
+    /// The uncompressed data of stream object `ref`.
+    static func streamData(_ ref: Int, objects: [Int: Object], what: String) throws(Failure) -> [UInt8] {
+        guard let stream = objects[ref] else { throw Failure("\(what) is missing") }
+        if find(Array("/Filter".utf8), in: stream.dictionary) != nil {
+            throw Failure("\(what) (object \(ref)) is compressed (/Filter); only uncompressed content streams are supported")
+        }
+        guard let data = stream.stream else { throw Failure("object \(ref) is not a stream") }
+        return data
+    }
+
+    /// `content` with every `/Name Do` of a form XObject (`/Subtype /Form`) replaced by the form's
+    /// own content, recursively — flattened annotations and overlaid pages (qpdf's
+    /// `--flatten-annotations`, `--overlay`) draw their text through forms. `resources` is the
+    /// dictionary holding (or referring to) the `/Resources` whose `/XObject` entries name them.
+    /// Image XObjects and unknown names are left alone; a form drawing itself is drawn once.
+    static func expandingForms(
+        _ content: [UInt8], resources: [UInt8], objects: [Int: Object], depth: Int, expanding: inout Set<Int>
+    ) throws(Failure) -> [UInt8] {
+        let names = xObjectReferences(resources, objects: objects)
+        guard !names.isEmpty, depth < maxFormDepth, find(Array("Do".utf8), in: content) != nil else { return content }
+        var result: [UInt8] = []
+        result.reserveCapacity(content.count)
+        var cursor = 0
+        var from = 0
+        while let at = find(Array("Do".utf8), in: content, from: from) {
+            from = at + 2
+            let after = at + 2
+            guard after >= content.count || isDelimiterOrSpace(content[after]), at > 0, isSpace(content[at - 1]) else { continue }
+            // The operand: the name just before.
+            var nameEnd = at - 1
+            while nameEnd > 0, isSpace(content[nameEnd]) { nameEnd -= 1 }
+            var nameStart = nameEnd
+            while nameStart > 0, !isDelimiterOrSpace(content[nameStart - 1]) { nameStart -= 1 }
+            guard nameStart > 0, content[nameStart - 1] == UInt8(ascii: "/") else { continue }
+            let xName = String(decoding: content[nameStart...nameEnd], as: UTF8.self)
+            guard let ref = names[xName], let form = objects[ref], name(after: "/Subtype", in: form.dictionary) == "Form",
+                !expanding.contains(ref)
+            else { continue }
+            expanding.insert(ref)
+            let inner = try streamData(ref, objects: objects, what: "form XObject /\(xName)")
+            let drawn = try expandingForms(inner, resources: form.dictionary, objects: objects, depth: depth + 1, expanding: &expanding)
+            expanding.remove(ref)
+            result.append(contentsOf: content[cursor..<(nameStart - 1)])
+            result.append(0x0A)
+            result.append(contentsOf: drawn)
+            result.append(0x0A)
+            cursor = after
+        }
+        result.append(contentsOf: content[cursor...])
+        return result
+    }
+
+    /// The `/XObject` names of a dictionary's `/Resources` (inline or an indirect object) → object numbers.
+    static func xObjectReferences(_ dictionary: [UInt8], objects: [Int: Object]) -> [String: Int] {
+        guard let resourcesAt = findKey(Array("/Resources".utf8), in: dictionary) else { return [:] }
+        var cursor = resourcesAt + "/Resources".utf8.count
+        while cursor < dictionary.count, isSpace(dictionary[cursor]) { cursor += 1 }
+        var resources = Array(dictionary[cursor...])
+        if cursor < dictionary.count, isDigit(dictionary[cursor]), let ref = references(in: Array(resources.prefix(24))).first,
+            let object = objects[ref]
+        {
+            resources = object.dictionary
+        }
+        guard let xAt = findKey(Array("/XObject".utf8), in: resources) else { return [:] }
+        var start = xAt + "/XObject".utf8.count
+        while start < resources.count, isSpace(resources[start]) { start += 1 }
+        var entries = Array(resources[start...])
+        if start < resources.count, isDigit(resources[start]), let ref = references(in: Array(entries.prefix(24))).first,
+            let object = objects[ref]
+        {
+            entries = object.dictionary
+        }
+        // `<< /Name N G R … >>`: up to the first `>>`.
+        guard let open = find(Array("<<".utf8), in: entries) else { return [:] }
+        let close = find(Array(">>".utf8), in: entries, from: open + 2) ?? entries.count
+        let text = String(decoding: entries[(open + 2)..<close], as: UTF8.self)
+        let parts = text.split(whereSeparator: { " \t\r\n\u{0C}".contains($0) })
+        var result: [String: Int] = [:]
+        var index = 0
+        while index + 3 < parts.count {
+            if parts[index].hasPrefix("/"), let number = Int(parts[index + 1]), Int(parts[index + 2]) != nil, parts[index + 3] == "R" {
+                result[String(parts[index].dropFirst())] = number
+                index += 4
+            } else {
+                index += 1
+            }
+        }
+        return result
     }
 
     // MARK: Objects

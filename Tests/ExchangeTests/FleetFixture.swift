@@ -87,9 +87,12 @@ struct FleetFixture: Sendable {
     }
 
     /// Seeds the source case 1001 with `documents` documents and creates the destination 1002.
-    func seed(documents: Int) async throws -> DemoCase {
+    /// With `annotations`, every document also carries annotations of all seven kinds in the
+    /// workspace's document engine.
+    func seed(documents: Int, annotations: Bool = false) async throws -> DemoCase {
         try await DemoCase.prepare(
-            workspace: workspace, documents: documents, sourceCaseID: 1001, destinationCaseID: 1002, batchID: 7, logger: logger
+            workspace: workspace, documents: documents, sourceCaseID: 1001, destinationCaseID: 1002, batchID: 7,
+            annotations: annotations, logger: logger
         ).demo
     }
 

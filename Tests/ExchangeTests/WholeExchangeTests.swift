@@ -48,6 +48,68 @@ struct WholeExchangeTests {
         }
     }
 
+    @Test(
+        "PostgreSQL + S3, the annotation path: pre-uploader, uploader, re-OCR and search-text finish exact for both annotation configurations",
+        arguments: [false, true])
+    func annotationPath(includeNatives: Bool) async throws {
+        try await FleetFixture.with(.postgres, storage: .s3) { fixture in
+            let demo = try await fixture.seed(documents: 12, annotations: true)
+            var options = LocalExchangeRun.Options()
+            options.timeout = .seconds(180)
+            let run = LocalExchangeRun(workspace: fixture.workspace, options: options, logger: fixture.logger)
+            let request = demo.requestJSON(includeNatives: includeNatives, requiresAnnotations: true)
+            let result = try await run.run(requestJSON: request)
+            #expect(result.state == "FINISHED")
+            #expect(result.documents == 12 && result.copied == 12 && result.notFound == 0 && result.failed == 0)
+            let verification = try #require(result.verification)
+            #expect(verification.isExact, "\(verification.problems)")
+            // Every document: its annotations checked, four kinds branded in, the rest a layer,
+            // each page's text stored and indexed (the seeded PDFs have several pages).
+            #expect(verification.annotatedDocuments == 12)
+            #expect(verification.brandedInAnnotations == 12 * 4)
+            #expect(verification.layerAnnotationsChecked == 12 * 3)
+            #expect(verification.pageTextsChecked >= 12 && verification.pageTextsChecked == verification.indexedPagesChecked)
+            #expect(verification.filesChecked == (includeNatives ? 12 : 0))  // natives only: the PDF is rebuilt
+            for type in ["DOCUMENT_PRE_PROCESSED", "DOCUMENT_UPLOADED", "DOCUMENT_INDEXED"] {
+                #expect(try await fixture.eventCount(type, jobID: result.jobId) == 12, "\(type)")
+            }
+            #expect(try await fixture.eventCount("DOCUMENT_COPIED", jobID: result.jobId) == 0)
+            #expect(try await fixture.eventCount("NATIVE_DOCUMENT_COPIED", jobID: result.jobId) == (includeNatives ? 12 : 0))
+            #expect(try await fixture.leftovers(result.jobId).isEmpty)
+
+            // The index answers: `exchanger search` finds the documents by their page text.
+            let (status, output) = try await runExchanger(
+                ["search", "--case", "1002", "--json", "--limit", "100", "Synthetic"],
+                environment: ["EXCHANGER_CASE_DATABASE_URL": fixture.workspace.caseDatabaseURL,
+                              "EXCHANGER_CASE_DATABASE_PREFIX": fixture.workspace.caseDatabasePrefix ?? "case"])
+            #expect(status == 0, "\(output)")
+            let hits = output.split(separator: "\n").filter { $0.hasPrefix("{") }
+            #expect(hits.count == verification.indexedPagesChecked, "\(output)")
+
+            // Submitted again: the same job, nothing repeated.
+            let again = try await run.run(requestJSON: request)
+            #expect(again.jobId == result.jobId && again.state == "FINISHED")
+            #expect(try #require(again.verification).isExact)
+            #expect(try await fixture.eventCount("DOCUMENT_INDEXED", jobID: result.jobId) == 12)
+        }
+    }
+
+    @Test("`exchanger run --demo --annotations`: no server, the annotation path through real processes, verified exact")
+    func cliDemoAnnotations() async throws {
+        try await withTemporaryDirectory { directory in
+            let environment = [
+                "EXCHANGER_DATABASE_URL": "", "EXCHANGER_DATABASE_URL_FILE": "", "EXCHANGER_CASE_DATABASE_URL": "",
+                "EXCHANGER_STORAGE_URL": "", "EXCHANGER_DOCUMENT_ENGINE_URL": "",
+            ]
+            let (status, output) = try await runExchanger(
+                ["run", "--demo", "--annotations", "--documents", "15", "--workspace", directory.path + "/demo"], environment: environment)
+            #expect(status == 0, "\(output)")
+            #expect(output.contains("verified   exact"), "\(output)")
+            #expect(output.contains("annotations: 15 documents, 60 branded into the PDFs, 45 carried as layer annotations"), "\(output)")
+            #expect(output.contains("15 total, 15 copied, 0 not found, 0 failed"), "\(output)")
+        }
+    }
+
     @Test("`exchanger run --demo` on a fresh workspace: no server, exit 0, verified exact; --json reports the same")
     func cliDemo() async throws {
         try await withTemporaryDirectory { directory in
