@@ -296,6 +296,21 @@ let package = Package(
             path: "Tests/ExchangerTestSupport",
             swiftSettings: strict
         ),
+        // A Nutrient Document Engine stand-in over real HTTP (the documented wire format), for the
+        // client's tests and whole exchanges on the Nutrient engine.
+        .target(
+            name: "FakeNutrient",
+            dependencies: [
+                "DocumentEngine",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                logging,
+            ],
+            path: "Tests/FakeNutrient",
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "DatabaseTests",
             dependencies: ["ConcurrencySupport", "DatabaseSupport", "PostgresClient", "SQLiteClient", "ProcessSupport"],
@@ -363,7 +378,7 @@ let package = Package(
                 "Broker", "CaseDatabase", "ConcurrencySupport", "DatabaseSupport", "ExchangerEvents", "ExchangerTestSupport", "ObjectStorage",
                 "PostgresClient", "SQLiteClient", "ProcessSupport", "WorkerRuntime", "S3CopyProcessor",
                 "StatusUpdateProcessor", "DeadLetterProcessor", "DocumentEngine", "UploaderProcessor", "PreUploaderProcessor",
-                "CaseData", "ReOCRProcessor", "SearchTextProcessor",
+                "CaseData", "ReOCRProcessor", "SearchTextProcessor", "FakeNutrient",
                 "exchanger", "exchanger-s3-copy", "exchanger-status-update", "exchanger-dlq", "exchanger-uploader", "exchanger-pre-uploader",
                 "exchanger-re-ocr", "exchanger-search-text",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -379,9 +394,10 @@ let package = Package(
             name: "ExchangeTests",
             dependencies: [
                 "Broker", "CaseData", "CaseDatabase", "DatabaseSupport", "Deployments", "ExchangeFleet", "ExchangerEvents",
-                "ExchangerTestSupport", "ObjectStorage", "Orchestrator", "ProcessSupport",
+                "ExchangerTestSupport", "ObjectStorage", "Orchestrator", "ProcessSupport", "DocumentEngine", "FakeNutrient",
                 "exchanger", "exchanger-orchestrator", "exchanger-supervisor", "exchanger-exec", "exchanger-s3-copy",
-                "exchanger-status-update", "exchanger-dlq", "exchanger-uploader",
+                "exchanger-status-update", "exchanger-dlq", "exchanger-uploader", "exchanger-pre-uploader", "exchanger-re-ocr",
+                "exchanger-search-text",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: strict

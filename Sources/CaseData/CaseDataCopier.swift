@@ -193,17 +193,31 @@ public struct CaseDataCopier: CaseCopyEngine {
     private func documentMappings(_ destination: CaseSQLConnection, jobID: String, tables: Set<String>) async throws -> [CaseDocumentMapping] {
         let q = CaseSQLConnection.quote
         let binds: [SQLValue] = [.text(jobID), .text(settings.rootTable)]
-        let exhibit = tables.contains(settings.exhibitTable)
-            ? "(SELECT min(e.id) FROM \(q(settings.exhibitTable)) e WHERE e.document_id = m.new_id)" : "NULL"
-        // The source document's exhibit and batch, back through the id map (for its source engine id).
-        let sourceExhibit = tables.contains(settings.exhibitTable)
-            ? "(SELECT min(x.old_id) FROM exchange_id_map x WHERE x.job_id = m.job_id AND x.table_name = '\(settings.exhibitTable)' AND x.new_id = \(exhibit))"
-            : "NULL"
-        let sourceBatch = tables.contains("batches")
-            ? "(SELECT min(x.old_id) FROM exchange_id_map x JOIN \(q(settings.rootTable)) d ON d.id = m.new_id WHERE x.job_id = m.job_id AND x.table_name = 'batches' AND x.new_id = d.batch_id)"
-            : "NULL"
+        // One pass with hash joins: correlated subqueries looked the map up by new_id, which no
+        // index covers (13 s for 10,000 documents instead of 0.1 s).
+        let hasExhibits = tables.contains(settings.exhibitTable)
+        let hasBatches = tables.contains("batches")
+        var ctes: [String] = []
+        var joins: [String] = []
+        if hasExhibits {
+            ctes.append("e AS (SELECT document_id, min(id) AS id FROM \(q(settings.exhibitTable)) GROUP BY document_id)")
+            // The source document's exhibit, back through the id map (for its source engine id).
+            ctes.append("xm AS (SELECT new_id, min(old_id) AS old_id FROM exchange_id_map WHERE job_id = $1 AND table_name = '\(settings.exhibitTable)' GROUP BY new_id)")
+            joins.append("LEFT JOIN e ON e.document_id = m.new_id LEFT JOIN xm ON xm.new_id = e.id")
+        }
+        if hasBatches {
+            ctes.append("bm AS (SELECT new_id, min(old_id) AS old_id FROM exchange_id_map WHERE job_id = $1 AND table_name = 'batches' GROUP BY new_id)")
+            joins.append("LEFT JOIN \(q(settings.rootTable)) d ON d.id = m.new_id LEFT JOIN bm ON bm.new_id = d.batch_id")
+        }
+        let columns = [
+            hasExhibits ? "e.id AS exhibit_id" : "NULL AS exhibit_id",
+            hasExhibits ? "xm.old_id AS source_exhibit_id" : "NULL AS source_exhibit_id",
+            hasBatches ? "bm.old_id AS source_batch_id" : "NULL AS source_batch_id",
+        ]
+        let with = ctes.isEmpty ? "" : "WITH " + ctes.joined(separator: ", ") + " "
         var mappings = try await destination.query(
-            "SELECT m.old_id, m.new_id, \(exhibit) AS exhibit_id, \(sourceExhibit) AS source_exhibit_id, \(sourceBatch) AS source_batch_id FROM exchange_id_map m WHERE m.job_id = $1 AND m.table_name = $2 ORDER BY m.old_id",
+            with + "SELECT m.old_id, m.new_id, \(columns.joined(separator: ", ")) FROM exchange_id_map m \(joins.joined(separator: " ")) "
+                + "WHERE m.job_id = $1 AND m.table_name = $2 ORDER BY m.old_id",
             binds
         ).map {
             CaseDocumentMapping(
@@ -393,6 +407,10 @@ public struct CaseDataCopier: CaseCopyEngine {
                 } else {
                     try await destination.query(Self.maxPlusOne(shape, unmapped: unmapped), mapBinds)
                 }
+                // Fresh statistics for the map the joins below read: it grew by this table's rows in
+                // this transaction, and with the statistics of its earlier size the planner picks
+                // nested loops over sequential scans (13 s instead of 0.3 s for 20,000 variants).
+                if postgres { try await destination.execute("ANALYZE exchange_id_map") }
                 // 3. Column rules.
                 var overrides: [String: String] = [:]
                 for column in settings.clearedColumns[shape.name] ?? [] where shape.columns.contains(column) { overrides[column] = "NULL" }
@@ -442,7 +460,11 @@ public struct CaseDataCopier: CaseCopyEngine {
                     WHERE NOT EXISTS (SELECT 1 FROM \(q(shape.name)) d WHERE d.\(pk) = k.new_id)
                     ON CONFLICT DO NOTHING
                     """, binds)
-                if !postgres {
+                if postgres {
+                    // The next tables (and the post-copy rules) join against this one: a table just
+                    // filled has no statistics until autovacuum comes by.
+                    try await destination.execute("ANALYZE \(q(shape.name))")
+                } else {
                     try await destination.execute("DROP TABLE IF EXISTS temp.exch_stage")
                     try await destination.execute("DROP TABLE IF EXISTS temp.exch_bits")
                 }

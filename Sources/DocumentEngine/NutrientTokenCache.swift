@@ -36,9 +36,12 @@ public actor NutrientTokenCache {
 
     private static let processCache = LockedProcessCache()
 
-    /// The process's one cache for `environment` (created on first use).
+    /// The process's one cache for the credential `environment` names (created on first use): every
+    /// engine of a process with the same `EXCHANGER_NUTRIENT_API_TOKEN` / `…_FILE` shares one cache;
+    /// an environment naming other credentials (a second engine, a test) gets its own.
     public static func shared(environment: [String: String]) -> NutrientTokenCache {
-        processCache.get { NutrientTokenCache(environment: environment) }
+        let source = CredentialSource(token: environment[tokenVariable] ?? "", file: environment[tokenFileVariable] ?? "")
+        return processCache.get(source) { NutrientTokenCache(environment: environment) }
     }
 
     /// The token, loading it at most once however many callers ask at the same time.
@@ -89,14 +92,20 @@ public actor NutrientTokenCache {
 }
 
 /// The process-wide token cache, created once.
-private final class LockedProcessCache: Sendable {
-    private let box = LockedBox<NutrientTokenCache?>(nil)
+/// Where a token comes from: the variable's value and the file's path.
+private struct CredentialSource: Hashable, Sendable {
+    var token: String
+    var file: String
+}
 
-    func get(_ make: () -> NutrientTokenCache) -> NutrientTokenCache {
-        box.withLock { value in
-            if let value { return value }
+private final class LockedProcessCache: Sendable {
+    private let box = LockedBox<[CredentialSource: NutrientTokenCache]>([:])
+
+    func get(_ source: CredentialSource, _ make: () -> NutrientTokenCache) -> NutrientTokenCache {
+        box.withLock { caches in
+            if let cache = caches[source] { return cache }
             let made = make()
-            value = made
+            caches[source] = made
             return made
         }
     }

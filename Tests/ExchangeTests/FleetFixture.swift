@@ -15,7 +15,9 @@ import Glibc
 #endif
 
 /// A workspace for whole-exchange tests: a fresh broker database, case databases with a fresh
-/// prefix (PostgreSQL on the test server, or SQLite files), and a file store or a fresh moto bucket.
+/// prefix (PostgreSQL on the test server, or SQLite files), and a file store or a fresh moto bucket;
+/// the local document engine unless `documentEngineURL` names another (with `engineEnvironment`,
+/// e.g. a Nutrient token, given to every process of the fleet).
 struct FleetFixture: Sendable {
     let workspace: FleetWorkspace
     let databases: CaseDatabases
@@ -24,12 +26,14 @@ struct FleetFixture: Sendable {
     enum Storage { case file, s3 }
 
     static func with<T: Sendable>(
-        _ backend: Backend, storage: Storage = .file, _ body: (FleetFixture) async throws -> T
+        _ backend: Backend, storage: Storage = .file, documentEngineURL: String? = nil, engineEnvironment: [String: String] = [:],
+        _ body: (FleetFixture) async throws -> T
     ) async throws -> T {
         try await withTestDatabase(backend) { brokerURL in
             try await withTemporaryDirectory { directory in
                 var environment: [String: String] = ["EXCHANGER_DATABASE_URL": brokerURL]
-                var extra: [String: String] = [:]
+                if let documentEngineURL { environment["EXCHANGER_DOCUMENT_ENGINE_URL"] = documentEngineURL }
+                var extra: [String: String] = engineEnvironment
                 let prefix = "e2e" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(10).lowercased()
                 if backend == .postgres {
                     let server = try TestEnvironment.postgresURL()
@@ -39,10 +43,10 @@ struct FleetFixture: Sendable {
                 var bucketStore: S3ObjectStore?
                 if storage == .s3 {
                     let endpoint = try TestEnvironment.required("EXCHANGER_TEST_S3_ENDPOINT")
-                    extra = [
+                    extra.merge([
                         "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1",
                         "AWS_ENDPOINT_URL_S3": endpoint,
-                    ]
+                    ]) { _, aws in aws }
                     let bucket = "exch-e2e-" + UUID().uuidString.lowercased().prefix(8)
                     environment["EXCHANGER_STORAGE_URL"] = "s3://\(bucket)"
                     let opened = try await ObjectStorage.open("s3://\(bucket)", environment: extra)

@@ -2,6 +2,7 @@ import Broker
 import CaseDatabase
 import ExchangeFleet
 import ExchangerTestSupport
+import FakeNutrient
 import Foundation
 import ProcessSupport
 import Testing
@@ -92,6 +93,45 @@ struct WholeExchangeTests {
             #expect(try #require(again.verification).isExact)
             #expect(try await fixture.eventCount("DOCUMENT_INDEXED", jobID: result.jobId) == 12)
         }
+    }
+
+    @Test(
+        "the annotation path on a Nutrient Document Engine (the fake server over HTTP): both annotation configurations exact",
+        arguments: [false, true])
+    func annotationPathOnNutrient(includeNatives: Bool) async throws {
+        let server = try await FakeNutrientServer.start()
+        do {
+            try await FleetFixture.with(
+                .postgres, documentEngineURL: "nutrient://127.0.0.1:\(server.port)",
+                engineEnvironment: ["EXCHANGER_NUTRIENT_API_TOKEN": FakeNutrientServer.token]
+            ) { fixture in
+                let demo = try await fixture.seed(documents: 8, annotations: true)
+                #expect(await server.state.documents.count == 8, "the source documents went into the Nutrient engine")
+                var options = LocalExchangeRun.Options()
+                options.timeout = .seconds(180)
+                let run = LocalExchangeRun(workspace: fixture.workspace, options: options, logger: fixture.logger)
+                let result = try await run.run(requestJSON: demo.requestJSON(includeNatives: includeNatives, requiresAnnotations: true))
+                #expect(result.state == "FINISHED")
+                #expect(result.documents == 8 && result.copied == 8 && result.failed == 0)
+                let verification = try #require(result.verification)
+                #expect(verification.isExact, "\(verification.problems)")
+                #expect(verification.annotatedDocuments == 8)
+                #expect(verification.brandedInAnnotations == 8 * 4 && verification.layerAnnotationsChecked == 8 * 3)
+                #expect(verification.pageTextsChecked == verification.indexedPagesChecked && verification.pageTextsChecked >= 8)
+                // The destination documents were built (applyInstantJson, applyRedactions, flatten) and
+                // uploaded by the engine; every request carried the token.
+                #expect(await server.state.documents.count == 16)
+                let builds = await server.state.builds
+                #expect(builds.count >= 8 && builds.allSatisfy { $0.contains("applyRedactions") && $0.contains("flatten") })
+                let requests = await server.state.requests
+                #expect(!requests.isEmpty && requests.allSatisfy { $0.authorization == "Token token=\"\(FakeNutrientServer.token)\"" })
+                #expect(try await fixture.leftovers(result.jobId).isEmpty)
+            }
+        } catch {
+            await server.shutdown()
+            throw error
+        }
+        await server.shutdown()
     }
 
     @Test("`exchanger run --demo --annotations`: no server, the annotation path through real processes, verified exact")

@@ -1,5 +1,6 @@
 import DocumentEngine
 import ExchangerTestSupport
+import FakeNutrient
 import Foundation
 import ObjectStorage
 import Testing

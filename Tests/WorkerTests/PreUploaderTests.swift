@@ -2,6 +2,7 @@ import Broker
 import DocumentEngine
 import ExchangerEvents
 import ExchangerTestSupport
+import FakeNutrient
 import Foundation
 import Logging
 import ObjectStorage

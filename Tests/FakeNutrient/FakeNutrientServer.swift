@@ -1,3 +1,4 @@
+import DocumentEngine
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -10,60 +11,60 @@ import ServiceLifecycle
 /// multipart upload, `document_info`, `pdf`, NDJSON annotation listing (the JSON form stops at
 /// 1,000 with `truncated`, as documented), attachments, comments (the documented `CommentCreate` /
 /// `CommentsList` shapes), page text, `/api/build`, and injected faults.
-final class FakeNutrientServer: Sendable {
-    static let token = "fake-nutrient-token"
+public final class FakeNutrientServer: Sendable {
+    public static let token = "fake-nutrient-token"
 
-    struct Document: Sendable {
-        var pdf: Data
+    public struct Document: Sendable {
+        public var pdf: Data
         /// (id, Instant JSON content without the id), in upload order.
-        var annotations: [(id: String, content: [String: any Sendable])]
-        var attachments: [String: (contentType: String, data: Data)]
-        var comments: [String: [String]] = [:]
-        var pageTexts: [Int: [String]] = [:]
+        public var annotations: [(id: String, content: [String: any Sendable])]
+        public var attachments: [String: (contentType: String, data: Data)]
+        public var comments: [String: [String]] = [:]
+        public var pageTexts: [Int: [String]] = [:]
         /// Instant JSON documents of named layers.
-        var layers: [String: Data] = [:]
+        public var layers: [String: Data] = [:]
     }
 
-    struct RequestRecord: Sendable {
-        var method: String
-        var path: String
-        var authorization: String?
-        var accept: String?
+    public struct RequestRecord: Sendable {
+        public var method: String
+        public var path: String
+        public var authorization: String?
+        public var accept: String?
     }
 
-    actor State {
-        var documents: [String: Document] = [:]
-        var requests: [RequestRecord] = []
+    public actor State {
+        public var documents: [String: Document] = [:]
+        public var requests: [RequestRecord] = []
         /// Statuses returned (instead of the real answer) to the next requests, in order.
-        var faults: [Int] = []
+        public var faults: [Int] = []
         /// The build instructions received, as sorted-key JSON.
-        var builds: [String] = []
+        public var builds: [String] = []
 
         func record(_ request: RequestRecord) -> Int? {
             requests.append(request)
             return faults.isEmpty ? nil : faults.removeFirst()
         }
-        func inject(_ statuses: [Int]) { faults.append(contentsOf: statuses) }
-        func put(_ id: String, _ document: Document) { documents[id] = document }
-        func document(_ id: String) -> Document? { documents[id] }
-        func update(_ id: String, _ body: (inout Document) -> Void) -> Bool {
+        public func inject(_ statuses: [Int]) { faults.append(contentsOf: statuses) }
+        public func put(_ id: String, _ document: Document) { documents[id] = document }
+        public func document(_ id: String) -> Document? { documents[id] }
+        public func update(_ id: String, _ body: (inout Document) -> Void) -> Bool {
             guard var document = documents[id] else { return false }
             body(&document)
             documents[id] = document
             return true
         }
-        func remove(_ id: String) -> Bool { documents.removeValue(forKey: id) != nil }
+        public func remove(_ id: String) -> Bool { documents.removeValue(forKey: id) != nil }
         func recordBuild(_ instructions: String) { builds.append(instructions) }
-        func lastBuild() -> String? { builds.last }
+        public func lastBuild() -> String? { builds.last }
     }
 
     /// The server's documents, requests, faults and builds.
-    let state: State
-    let port: Int
+    public let state: State
+    public let port: Int
     private let group: ServiceGroup
     private let task: Task<Void, any Error>
 
-    var baseURL: String { "http://127.0.0.1:\(port)" }
+    public var baseURL: String { "http://127.0.0.1:\(port)" }
 
     private init(port: Int, group: ServiceGroup, task: Task<Void, any Error>, state: State) {
         self.port = port
@@ -72,7 +73,7 @@ final class FakeNutrientServer: Sendable {
         self.state = state
     }
 
-    static func start() async throws -> FakeNutrientServer {
+    public static func start() async throws -> FakeNutrientServer {
         let state = State()
         let router = Router()
         routes(router, state)
@@ -97,7 +98,7 @@ final class FakeNutrientServer: Sendable {
         throw FakeServerError(message: "the fake Nutrient server did not start")
     }
 
-    func shutdown() async {
+    public func shutdown() async {
         await group.triggerGracefulShutdown()
         _ = try? await task.value
     }
@@ -223,9 +224,14 @@ final class FakeNutrientServer: Sendable {
         }
         router.get("/api/documents/:id/pages/:page/text") { request, context in
             try await guarded(request, state) { _ in
-                guard let document = await state.document(context.parameters.get("id") ?? ""), let page = Int(context.parameters.get("page") ?? ""),
-                      let lines = document.pageTexts[page]
+                guard let document = await state.document(context.parameters.get("id") ?? ""), let page = Int(context.parameters.get("page") ?? "")
                 else { return json(.notFound, ["error": "no page"]) }
+                // Text a test set, else the PDF's own text (as the engine extracts it).
+                let extracted = document.pageTexts[page]
+                    ?? (try? PDFTextExtractor().pageTexts(of: document.pdf)).flatMap { texts in
+                        texts.indices.contains(page) ? texts[page].split(separator: "\n", omittingEmptySubsequences: false).map(String.init) : nil
+                    }
+                guard let lines = extracted else { return json(.notFound, ["error": "no page"]) }
                 return json(.ok, ["textLines": lines.map { ["contents": $0, "left": 0, "top": 0] as [String: Any] }])
             }
         }
@@ -280,9 +286,9 @@ final class FakeNutrientServer: Sendable {
     }
 }
 
-struct FakeServerError: Error, CustomStringConvertible {
-    var message: String
-    var description: String { message }
+public struct FakeServerError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
 }
 
 /// A minimal `multipart/form-data` parser for the fake server.
