@@ -8,7 +8,7 @@ import ProcessSupport
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmarks (the last line of output is one JSON object).",
-        subcommands: [BrokerBench.self, BrokerBenchWorker.self, S3CopyBench.self, SupervisorBench.self, ExchangeBench.self, SearchIndexBench.self])
+        subcommands: [BrokerBench.self, BrokerBenchWorker.self, S3CopyBench.self, SupervisorBench.self, ExchangeBench.self, SearchIndexBench.self, AnnotationsBench.self])
 }
 
 /// Wall-clock nanoseconds, comparable across processes on one machine.
