@@ -96,6 +96,11 @@ public struct ReOCRHandler: MessageHandler {
         return .success(Effects(messages: [QueuedMessage(queue: searchTextQueue, try task.outgoing())]))
     }
 
+    /// With a ``CircuitBreakingEngine`` (as `exchanger-re-ocr` opens it), the worker stops receiving while its breaker is open.
+    public var receiveGate: (any ReceiveGate)? {
+        (engine as? CircuitBreakingEngine).map { EngineReceiveGate(breaker: $0.breaker) }
+    }
+
     /// Shuts the engine and (when owned) the store down.
     public func shutdown() async {
         try? await engine.shutdown()
