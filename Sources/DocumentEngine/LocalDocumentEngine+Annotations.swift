@@ -108,12 +108,18 @@ extension LocalDocumentEngine {
     static func run(_ qpdf: String, _ arguments: [String]) async throws -> String {
         let child: ChildProcess
         do {
-            child = try ChildProcess(executable: qpdf, arguments: arguments, stdout: .pipe, stderr: .discard, newProcessGroup: false)
+            // Its own process group: a worker stopping (the supervisor signals the worker's whole
+            // group, as when it scales down) finishes the batch in hand, and this build with it.
+            child = try ChildProcess(executable: qpdf, arguments: arguments, stdout: .pipe, stderr: .discard, newProcessGroup: true)
         } catch {
             throw DocumentEngineError(.unsupported, "cannot run qpdf '\(qpdf)': \(error)")
         }
         let output = try await child.readAll()
         let status = try await child.wait()
+        if status > 128 {
+            // Killed by a signal (an operator, the OOM killer): nothing is wrong with the PDF.
+            throw DocumentEngineError(.transient, "qpdf \(arguments.first ?? "") was killed by signal \(status - 128); retrying")
+        }
         guard status == 0 || status == 3 else {
             throw DocumentEngineError(.permanent, "qpdf \(arguments.first ?? "") exited with \(status): the PDF cannot be built")
         }

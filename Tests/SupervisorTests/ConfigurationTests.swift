@@ -64,7 +64,7 @@ private func configurationError(_ body: () throws -> Void) -> ConfigurationError
         #expect(configuration.file == shippedConfigurationPath)
         #expect(configuration.here + "/supervisor.conf" == shippedConfigurationPath)
         #expect(configuration.programs.allSatisfy { $0.here == configuration.here && $0.file == shippedConfigurationPath })
-        #expect(configuration.programs.map(\.name) == ["status-update", "dlq", "orchestrator", "s3-copy", "uploader", "re-ocr", "search-text"])
+        #expect(configuration.programs.map(\.name) == ["status-update", "dlq", "orchestrator", "s3-copy", "pre-uploader", "uploader", "re-ocr", "search-text"])
 
         let settings = configuration.supervisor
         #expect(settings == SupervisorSettings())

@@ -3,6 +3,9 @@ import ExchangerTestSupport
 import Foundation
 import ObjectStorage
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Suite struct LocalAnnotationEngineTests {
     /// What each kind leaves in the page content when it is branded in.
@@ -66,6 +69,26 @@ import Testing
                 #expect(try await engine.annotations(id) == layer, "\(kind) comes back as the same annotation")
                 #expect(try await engine.document(id) == pdf, "\(kind): the PDF is not touched")
             }
+            try await store.shutdown()
+        }
+    }
+
+    /// A worker being stopped (the supervisor signals its process group when it scales down) must
+    /// not dead-letter the document it is building: qpdf runs in its own process group, and a qpdf
+    /// killed by a signal is a transient failure, retried, never a permanent one.
+    @Test func aQPDFKilledBySignalIsTransientAndRunsInItsOwnProcessGroup() async throws {
+        try await withTemporaryDirectory { directory in
+            let store = try await ObjectStorage.open("file://" + directory.path)
+            // A stand-in qpdf that records its process group and then dies of SIGTERM.
+            let script = directory.appendingPathComponent("qpdf").path
+            let record = directory.appendingPathComponent("pgid").path
+            try "#!/bin/sh\nps -o pgid= -p $$ > '\(record)'\nkill -TERM $$\n".write(toFile: script, atomically: true, encoding: .utf8)
+            #expect(chmod(script, 0o755) == 0)
+            let engine = try LocalDocumentEngine(store: store, settings: .init(qpdfPath: script))
+            let annotations = try InstantJSON(annotations: [try #require(try sevenKinds()["bates"])])
+            #expect(await engineError { _ = try await engine.buildFlattened(pdf: realPDF("x"), annotations: annotations) } == .transient)
+            let group = try String(contentsOfFile: record, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(!group.isEmpty && Int32(group) != getpgrp(), "qpdf ran in the worker's process group \(group)")
             try await store.shutdown()
         }
     }
