@@ -12,7 +12,7 @@ import ObjectStorage
 /// https://www.nutrient.io/api/reference/document-engine/upstream/ — OpenAPI 1.9.0 as published in
 /// github.com/PSPDFKit/nutrient-document-engine-mcp-server `src/api/document-engine-api.yml` — and the guide
 /// https://www.nutrient.io/guides/document-engine/annotations/import-and-export/instant-json/):
-/// - every request carries `Authorization: Token token="<api token>"`; the token comes from
+/// - every request carries `Authorization: Token token="…"` (the API token); the token comes from
 ///   ``NutrientTokenCache`` (one per process), never from code;
 /// - upload: `POST /api/documents`, `multipart/form-data` with `document_id`, `file` (the PDF),
 ///   `attachment` (an Instant JSON document to import, when there are annotations) and
