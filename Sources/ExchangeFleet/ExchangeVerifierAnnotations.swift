@@ -81,7 +81,6 @@ extension ExchangeVerifier {
         let engineIDs = try await documentEngineIDs(jobID: record.jobID)
         let index = SearchIndexStore(
             settings: try CaseDatabaseSettings(locator: caseDatabases.locator, maxOpenConnections: 2), logger: logger)
-        defer { Task { await index.shutdown() } }
         for (old, new) in documents.sorted(by: { $0.key < $1.key }) where !notFound.contains(new) {
             guard let ids = engineIDs[new], let sourceText = ids.source, let destinationText = ids.destination else {
                 problems.add("document \(new) (source \(old)) has no DOCUMENT_PRE_PROCESSED / DOCUMENT_UPLOADED event naming its engine documents")
@@ -109,6 +108,7 @@ extension ExchangeVerifier {
             await checkPageTexts(new: new, destination: destinationID, caseID: record.destinationCaseID, batchID: request.batchID,
                 engine: engine, index: index, outcome: &outcome, problems: &problems)
         }
+        await index.shutdown()
         return outcome
     }
 
