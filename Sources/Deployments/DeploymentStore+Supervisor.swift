@@ -251,6 +251,27 @@ extension DeploymentStore {
                 changed += 1
             }
             for worker in workers {
+                // A pass computed before the orchestrator removed a deployment must not record its
+                // workers again after the removal (the exchange would show a worker left behind).
+                // The share lock makes a concurrent removal wait for this report, whose live worker
+                // it then refuses, or this report wait for the removal, after which the row is gone.
+                if let deployment = worker.deploymentID, !deployment.isEmpty {
+                    let present = try await st.query([.text(deployment)]) { t in
+                        "SELECT 1 FROM exchanger_deployments WHERE id = $1 \(t.lock("FOR SHARE"))"
+                    }
+                    if present.isEmpty {
+                        let deleted = try await st.query([
+                            .text(supervisorID), .text(worker.program), .text(deployment), SQLValue(worker.instance),
+                        ]) { _ in
+                            """
+                            DELETE FROM exchanger_workers WHERE supervisor_id = $1 AND program = $2 AND deployment_id = $3 AND instance = $4
+                            RETURNING 1 AS deleted
+                            """
+                        }
+                        changed += deleted.count
+                        continue
+                    }
+                }
                 let rows = try await st.query([
                     .text(supervisorID), .text(worker.program), SQLValue(worker.instance), .text(worker.deploymentID ?? ""),
                     SQLValue(worker.pid.map(Int.init)), .text(worker.state.rawValue),
