@@ -95,6 +95,37 @@ public enum DocumentEngines {
     public static let defaultURL = "local"
     /// The environment variable naming the local engine's qpdf (for brand_in): `EXCHANGER_QPDF_PATH` (default `qpdf` on `PATH`).
     public static let qpdfVariable = "EXCHANGER_QPDF_PATH"
+    /// The environment variables naming poppler's programs for brand_in: `EXCHANGER_PDFINFO_PATH`,
+    /// `EXCHANGER_PDFTOTEXT_PATH`, `EXCHANGER_PDFTOPPM_PATH` (default: the names on `PATH`).
+    public static let pdfinfoVariable = "EXCHANGER_PDFINFO_PATH"
+    public static let pdftotextVariable = "EXCHANGER_PDFTOTEXT_PATH"
+    public static let pdftoppmVariable = "EXCHANGER_PDFTOPPM_PATH"
+    /// The resolution of redacted pages, dots per inch: `EXCHANGER_REDACTION_DPI` (default 150, 36–1200).
+    public static let redactionResolutionVariable = "EXCHANGER_REDACTION_DPI"
+    /// The JPEG quality of redacted pages: `EXCHANGER_REDACTION_JPEG_QUALITY` (default 90, 1–100).
+    public static let redactionQualityVariable = "EXCHANGER_REDACTION_JPEG_QUALITY"
+
+    /// The local engine's settings from `environment`: the key prefix, the PDF programs' paths and
+    /// the redaction raster's resolution and quality. Throws ``DocumentEngineError/Code/invalidURL``
+    /// naming a numeric setting that is not a whole number in its range.
+    public static func localSettings(environment: [String: String]) throws(DocumentEngineError) -> LocalDocumentEngine.Settings {
+        var settings = LocalDocumentEngine.Settings()
+        if let prefix = environment[prefixVariable], !prefix.isEmpty { settings.prefix = prefix }
+        if let qpdf = environment[qpdfVariable], !qpdf.isEmpty { settings.qpdfPath = qpdf }
+        if let path = environment[pdfinfoVariable], !path.isEmpty { settings.pdfinfoPath = path }
+        if let path = environment[pdftotextVariable], !path.isEmpty { settings.pdftotextPath = path }
+        if let path = environment[pdftoppmVariable], !path.isEmpty { settings.pdftoppmPath = path }
+        func number(_ variable: String, _ range: ClosedRange<Int>) throws(DocumentEngineError) -> Int? {
+            guard let text = environment[variable], !text.isEmpty else { return nil }
+            guard let value = Int(text), range.contains(value) else {
+                throw DocumentEngineError(.invalidURL, "\(variable)='\(text)' is not a whole number from \(range.lowerBound) to \(range.upperBound)")
+            }
+            return value
+        }
+        if let dpi = try number(redactionResolutionVariable, 36...1200) { settings.redactionResolution = dpi }
+        if let quality = try number(redactionQualityVariable, 1...100) { settings.redactionJPEGQuality = quality }
+        return settings
+    }
 
     /// `url` safe for logs: any user info (`user:secret@`) replaced by `***@`.
     public static func redacted(_ url: String) -> String {
@@ -111,15 +142,13 @@ public enum DocumentEngines {
     ///   - environment: `EXCHANGER_DOCUMENT_ENGINE_PREFIX` (default `document-engine`) and, for an
     ///     engine on its own S3 store, the AWS settings.
     ///   For Nutrient: `EXCHANGER_NUTRIENT_API_TOKEN` / `_FILE`, `EXCHANGER_NUTRIENT_TIMEOUT_SECONDS`,
-    ///   `EXCHANGER_NUTRIENT_MAX_ATTEMPTS`; for the local engine also `EXCHANGER_QPDF_PATH`.
+    ///   `EXCHANGER_NUTRIENT_MAX_ATTEMPTS`; for the local engine also ``localSettings(environment:)``.
     /// - Throws: ``DocumentEngineError`` (`invalidURL`), or the store's error.
     public static func open(
         url: String, caseStore: any ObjectStore, environment: [String: String] = ProcessInfo.processInfo.environment,
         logger: Logger = Logger(label: "exchanger.document-engine")
     ) async throws -> any DocumentEngine {
-        var settings = LocalDocumentEngine.Settings()
-        if let prefix = environment[prefixVariable], !prefix.isEmpty { settings.prefix = prefix }
-        if let qpdf = environment[qpdfVariable], !qpdf.isEmpty { settings.qpdfPath = qpdf }
+        let settings = try localSettings(environment: environment)
         switch try DocumentEngineLocation(url) {
         case .nutrient(let baseURL):
             let nutrient = try NutrientDocumentEngine.Settings(baseURL: baseURL, environment: environment)

@@ -3,13 +3,11 @@ import Foundation
 /// Draws Instant JSON annotations as PDF page content: the overlay PDF the local engine puts onto
 /// a PDF's pages with `qpdf --overlay` (``LocalDocumentEngine/buildFlattened(pdf:annotations:)``).
 ///
-/// Coordinates: Instant JSON `bbox` is `[left, top, width, height]` in PDF points from the page's
-/// top-left corner; the overlay pages are US Letter (612 × 792 pt), which qpdf fits onto each
-/// destination page. Per page, redactions are drawn first, then every other annotation in order.
+/// Coordinates: Instant JSON `bbox` is `[left, top, width, height]` in annotation space (points
+/// from the top-left corner of the page's media box, before `/Rotate`; see ``PageGeometry``). Each
+/// overlay page has its destination page's media box, trim box and rotation, so qpdf places it
+/// one to one. Per page, redactions are drawn first, then every other annotation in order.
 struct FlattenOverlay {
-    static let pageWidth = 612.0
-    static let pageHeight = 792.0
-
     /// The annotation types this renderer draws.
     static let drawableTypes: Set<String> = [
         "pspdfkit/markup/redaction", "pspdfkit/markup/highlight", "pspdfkit/note", "pspdfkit/image", "pspdfkit/text",
@@ -24,8 +22,9 @@ struct FlattenOverlay {
     /// The overlay PDF of `pageCount` pages; throws ``DocumentEngineError/Code/unsupported`` for an
     /// annotation type or image format it cannot draw, ``DocumentEngineError/Code/invalidAnnotations``
     /// for an annotation without a usable `bbox` or `pageIndex`.
-    static func pdf(pageCount: Int, annotations: InstantJSON) throws(DocumentEngineError) -> Data {
-        var pages = [[String]](repeating: [], count: max(pageCount, 1))
+    static func pdf(pages boxes: [PageBoxes], annotations: InstantJSON) throws(DocumentEngineError) -> Data {
+        let pageCount = boxes.count
+        var pages = [[String]](repeating: [], count: pageCount)
         var images: [Image] = []
         let attachments = Dictionary(uniqueKeysWithValues: annotations.attachments.map { ($0.id, $0) })
         // Redactions first: everything else is drawn over them (overlap correctness).
@@ -46,13 +45,14 @@ struct FlattenOverlay {
             guard let box = object["bbox"] as? [NSNumber], box.count == 4 else {
                 throw DocumentEngineError(.invalidAnnotations, "annotation \(annotation.id ?? "") has no bbox [left, top, width, height]")
             }
-            let left = box[0].doubleValue, width = box[2].doubleValue, height = box[3].doubleValue
-            let bottom = pageHeight - box[1].doubleValue - height
+            let area = boxes[pageIndex].geometry.userRect(annotationBox: box.map(\.doubleValue))
+            let left = area.minX, bottom = area.minY, width = area.width, height = area.height
             let rect = "\(fmt(left)) \(fmt(bottom)) \(fmt(width)) \(fmt(height)) re"
             var ops: [String] = []
             switch type {
             case "pspdfkit/markup/redaction":
-                ops.append("q 0 0 0 rg \(rect) f Q")
+                let areas = try redactionAreas(InstantJSON(annotations: [annotation], attachments: []), pages: boxes)[pageIndex] ?? []
+                ops.append("q 0 0 0 rg " + areas.map { "\(fmt($0.minX)) \(fmt($0.minY)) \(fmt($0.width)) \(fmt($0.height)) re f" }.joined(separator: " ") + " Q")
                 if let overlay = object["overlayText"] as? String, !overlay.isEmpty {
                     ops.append(text(overlay, x: left + 2, y: bottom + 2, size: min(12, max(4, height - 4)), color: "1 1 1"))
                 }
@@ -77,10 +77,49 @@ struct FlattenOverlay {
             }
             pages[pageIndex].append(contentsOf: ops)
         }
-        return write(pages: pages.map { $0.joined(separator: "\n") }, images: images)
+        return write(pages: pages.map { $0.joined(separator: "\n") }, boxes: boxes, images: images)
     }
 
-    private static func fmt(_ value: Double) -> String { String(format: "%.2f", value) }
+    /// Page index → the user-space areas of the redactions on it: each redaction's `rects` when it
+    /// has any, else its `bbox`. Throws ``DocumentEngineError/Code/invalidAnnotations`` for a
+    /// redaction whose page or areas cannot be read: a redaction is never skipped.
+    static func redactionAreas(_ annotations: InstantJSON, pages: [PageBoxes]) throws(DocumentEngineError) -> [Int: [PageRect]] {
+        var result: [Int: [PageRect]] = [:]
+        for annotation in annotations.annotations where annotation.type == "pspdfkit/markup/redaction" {
+            guard let object = try annotation.object() as? [String: Any] else {
+                throw DocumentEngineError(.invalidAnnotations, "redaction \(annotation.id ?? "") is not an object")
+            }
+            guard let pageIndex = (object["pageIndex"] as? NSNumber)?.intValue, pages.indices.contains(pageIndex) else {
+                throw DocumentEngineError(
+                    .invalidAnnotations, "redaction \(annotation.id ?? "") is on page \(String(describing: object["pageIndex"])) of a \(pages.count)-page PDF")
+            }
+            var boxes: [[Double]] = []
+            if let rects = object["rects"] as? [Any], !rects.isEmpty {
+                for rect in rects {
+                    guard let numbers = rect as? [NSNumber], numbers.count == 4 else {
+                        throw DocumentEngineError(.invalidAnnotations, "redaction \(annotation.id ?? "") has a rect that is not [left, top, width, height]")
+                    }
+                    boxes.append(numbers.map(\.doubleValue))
+                }
+            } else if let box = object["bbox"] as? [NSNumber], box.count == 4 {
+                boxes.append(box.map(\.doubleValue))
+            } else {
+                throw DocumentEngineError(.invalidAnnotations, "redaction \(annotation.id ?? "") has no bbox [left, top, width, height]")
+            }
+            for box in boxes {
+                guard box.allSatisfy({ $0.isFinite }), box[2] > 0, box[3] > 0 else {
+                    throw DocumentEngineError(.invalidAnnotations, "redaction \(annotation.id ?? "") has an empty or invalid area \(box)")
+                }
+                result[pageIndex, default: []].append(pages[pageIndex].geometry.userRect(annotationBox: box))
+            }
+        }
+        return result
+    }
+
+    static func fmt(_ value: Double) -> String { String(format: "%.4f", value) }
+
+    /// `[minX minY maxX maxY]`.
+    static func array(_ rect: PageRect) -> String { "[\(fmt(rect.minX)) \(fmt(rect.minY)) \(fmt(rect.maxX)) \(fmt(rect.maxY))]" }
 
     /// A text-showing operation in Helvetica; characters outside printable ASCII become `?`.
     static func text(_ value: String, x: Double, y: Double, size: Double, color: String) -> String {
@@ -140,7 +179,8 @@ struct FlattenOverlay {
         throw DocumentEngineError(.unsupported, "the local engine flattens PNG and JPEG stickers; attachment \(attachment.id) (\(attachment.contentType)) is neither")
     }
 
-    private static func jpegSize(_ bytes: [UInt8]) -> (Int, Int, Int)? {
+    /// A JPEG's width, height and colour components, from its first start-of-frame marker.
+    static func jpegSize(_ bytes: [UInt8]) -> (Int, Int, Int)? {
         var offset = 2
         while offset + 9 < bytes.count {
             guard bytes[offset] == 0xFF else { return nil }
@@ -156,9 +196,9 @@ struct FlattenOverlay {
         return nil
     }
 
-    /// A PDF of Letter pages with the given contents, Helvetica as `/FHelv`, a 40 %-opacity
-    /// graphics state `/GSHighlight`, and the images on every page's resources.
-    static func write(pages: [String], images: [Image]) -> Data {
+    /// A PDF of pages with the given contents and the given boxes and rotations, Helvetica as
+    /// `/FHelv`, a 40 %-opacity graphics state `/GSHighlight`, and the images on every page's resources.
+    static func write(pages: [String], boxes: [PageBoxes], images: [Image]) -> Data {
         // 1 catalog, 2 pages, 3 font, 4 graphics state, 5… images, then per page a page and its content.
         var objects: [Data] = []
         objects.append(Data("<< /Type /Catalog /Pages 2 0 R >>".utf8))
@@ -175,8 +215,10 @@ struct FlattenOverlay {
         }
         let xobjects = images.enumerated().map { "/\($0.element.name) \(5 + $0.offset) 0 R" }.joined(separator: " ")
         for (index, content) in pages.enumerated() {
+            let page = boxes[index]
+            let geometry = "/MediaBox \(array(page.geometry.mediaBox)) /TrimBox \(array(page.trimBox)) /Rotate \(page.geometry.rotation)"
             objects.append(Data(
-                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents \(firstPage + 2 * index + 1) 0 R /Resources << /Font << /FHelv 3 0 R >> /ExtGState << /GSHighlight 4 0 R >> /XObject << \(xobjects) >> >> >>"
+                "<< /Type /Page /Parent 2 0 R \(geometry) /Contents \(firstPage + 2 * index + 1) 0 R /Resources << /Font << /FHelv 3 0 R >> /ExtGState << /GSHighlight 4 0 R >> /XObject << \(xobjects) >> >> >>"
                     .utf8))
             objects.append(Data("<< /Length \(content.utf8.count) >>\nstream\n\(content)\nendstream".utf8))
         }

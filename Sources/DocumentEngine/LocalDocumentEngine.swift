@@ -27,6 +27,16 @@ public struct LocalDocumentEngine: DocumentEngine {
         /// The `qpdf` executable ``LocalDocumentEngine/buildFlattened(pdf:annotations:)`` runs: a name
         /// looked up on `PATH` or a path (`EXCHANGER_QPDF_PATH`, default `qpdf`).
         public var qpdfPath: String = "qpdf"
+        /// Poppler's `pdfinfo` (page geometry for brand_in): `EXCHANGER_PDFINFO_PATH`, default `pdfinfo`.
+        public var pdfinfoPath: String = "pdfinfo"
+        /// Poppler's `pdftotext` (word boxes for redaction): `EXCHANGER_PDFTOTEXT_PATH`, default `pdftotext`.
+        public var pdftotextPath: String = "pdftotext"
+        /// Poppler's `pdftoppm` (rendering redacted pages): `EXCHANGER_PDFTOPPM_PATH`, default `pdftoppm`.
+        public var pdftoppmPath: String = "pdftoppm"
+        /// The resolution redacted pages are rendered at, dots per inch (`EXCHANGER_REDACTION_DPI`, default 150).
+        public var redactionResolution: Int = 150
+        /// The JPEG quality of redacted pages, 1–100 (`EXCHANGER_REDACTION_JPEG_QUALITY`, default 90).
+        public var redactionJPEGQuality: Int = 90
 
         public init(
             prefix: String = DocumentEngineKeys.defaultPrefix, temporaryDirectory: String = FileManager.default.temporaryDirectory.path,

@@ -77,7 +77,7 @@ func effects(_ outcome: HandlerOutcome) -> Effects? {
                 let pdfKey = try CaseKeys.documentFile(caseID: 20, documentID: 1001, fileName: "1.pdf")
                 let content = try await uncompressed(try await store.get(pdfKey))
                 for marker in ["q 0 0 0 rg", "/GSHighlight gs", "(ABC-000001) Tj"] { #expect(content.contains(marker), "\(marker) branded in") }
-                for marker in ["(CONFIDENTIAL) Tj", "(Reviewer note) Tj", "/Subtype /Image"] { #expect(!content.contains(marker), "\(marker) is a layer") }
+                for marker in ["(CONFIDENTIAL) Tj", "(Reviewer note) Tj", "/Height 3\n"] { #expect(!content.contains(marker), "\(marker) is a layer") }
                 let layer = try InstantJSON(document: try await store.get(DocumentEngineKeys.layerAnnotations(caseID: 20, batchID: 5, documentID: 1001)))
                 #expect(Set(layer.annotations.compactMap(\.id)) == ["n1", "s1", "c1", "cr1"])
                 #expect(layer.attachments == [try stickerAttachment()], "the sticker carries its image")

@@ -1,0 +1,78 @@
+import Foundation
+import ProcessSupport
+
+/// An external PDF program the local engine runs: qpdf (flattening, overlays, object updates) and
+/// poppler's pdfinfo, pdftotext and pdftoppm (page geometry, word boxes, rendering) for brand_in.
+///
+/// Each runs in a process group of its own, so a worker stopping (the supervisor signals the
+/// worker's whole group when it scales down) finishes the build in hand. A program killed by a
+/// signal is a transient failure (nothing is wrong with the PDF); any other failing exit status is
+/// permanent (a PDF the program cannot read).
+struct PDFTool: Sendable {
+    /// The program's name, as installed (`qpdf`, `pdftoppm`, …).
+    var name: String
+    /// The executable's path.
+    var path: String
+    /// Exit statuses that mean success (qpdf exits 3 for "succeeded with warnings").
+    var successStatuses: Set<Int32> = [0]
+
+    /// The program `setting` names: `setting` itself when it contains a `/`, else the first match of
+    /// `setting` on `PATH`. Throws ``DocumentEngineError/Code/unsupported`` naming the setting and
+    /// the package to install.
+    static func locate(
+        _ setting: String, name: String, variable: String, package: String, successStatuses: Set<Int32> = [0]
+    ) throws(DocumentEngineError) -> PDFTool {
+        let fileManager = FileManager.default
+        if setting.contains("/") {
+            guard fileManager.isExecutableFile(atPath: setting) else {
+                throw DocumentEngineError(
+                    .unsupported,
+                    "brand_in needs \(name), and '\(setting)' (\(variable)) is not an executable file; install \(package) (apt-get install -y \(package)) or fix the path")
+            }
+            return PDFTool(name: name, path: setting, successStatuses: successStatuses)
+        }
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        for directory in path.split(separator: ":") {
+            let candidate = (String(directory) as NSString).appendingPathComponent(setting)
+            if fileManager.isExecutableFile(atPath: candidate) { return PDFTool(name: name, path: candidate, successStatuses: successStatuses) }
+        }
+        throw DocumentEngineError(
+            .unsupported, "brand_in needs \(name), and '\(setting)' is not on PATH; install \(package) (apt-get install -y \(package)) or set \(variable)")
+    }
+
+    /// Runs the program and returns its standard output (standard error is discarded).
+    @discardableResult
+    func run(_ arguments: [String]) async throws -> String {
+        let child: ChildProcess
+        do {
+            child = try ChildProcess(executable: path, arguments: arguments, stdout: .pipe, stderr: .discard, newProcessGroup: true)
+        } catch {
+            throw DocumentEngineError(.unsupported, "cannot run \(name) '\(path)': \(error)")
+        }
+        let output = try await child.readAll()
+        let status = try await child.wait()
+        if status > 128 {
+            // Killed by a signal (an operator, the OOM killer): nothing is wrong with the PDF.
+            throw DocumentEngineError(.transient, "\(name) \(arguments.first ?? "") was killed by signal \(status - 128); retrying")
+        }
+        guard successStatuses.contains(status) else {
+            throw DocumentEngineError(.permanent, "\(name) \(arguments.first ?? "") exited with \(status): the PDF cannot be built")
+        }
+        return output
+    }
+}
+
+/// Poppler's programs the local engine's brand_in runs (package `poppler-utils`).
+struct PopplerTools: Sendable {
+    var pdfinfo: PDFTool
+    var pdftotext: PDFTool
+    var pdftoppm: PDFTool
+
+    /// The programs `settings` names; throws ``DocumentEngineError/Code/unsupported`` naming the first one missing.
+    init(_ settings: LocalDocumentEngine.Settings) throws(DocumentEngineError) {
+        pdfinfo = try PDFTool.locate(settings.pdfinfoPath, name: "pdfinfo", variable: DocumentEngines.pdfinfoVariable, package: "poppler-utils")
+        pdftotext = try PDFTool.locate(
+            settings.pdftotextPath, name: "pdftotext", variable: DocumentEngines.pdftotextVariable, package: "poppler-utils")
+        pdftoppm = try PDFTool.locate(settings.pdftoppmPath, name: "pdftoppm", variable: DocumentEngines.pdftoppmVariable, package: "poppler-utils")
+    }
+}
