@@ -301,7 +301,7 @@ let package = Package(
         .target(
             name: "FakeNutrient",
             dependencies: [
-                "DocumentEngine",
+                "DocumentEngine", "ObjectStorage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -101,3 +101,60 @@ public enum PopplerOutput {
         return result
     }
 }
+
+/// Poppler's `pdftotext` and `pdfinfo` as a reader of finished PDFs: what a person copying text
+/// out of the document, or a search engine indexing it, would get. ``ExchangeVerifier`` uses it
+/// to prove that no word is left under a branded-in redaction, independently of the engine's own
+/// text extractor.
+public struct PopplerReader: Sendable {
+    let pdftotext: PDFTool
+    let pdfinfo: PDFTool
+    let temporaryDirectory: String
+
+    /// The programs `settings` names (`EXCHANGER_PDFTOTEXT_PATH`, `EXCHANGER_PDFINFO_PATH`, else on
+    /// `PATH`); throws ``DocumentEngineError/Code/unsupported`` naming poppler-utils when one is missing.
+    public init(settings: LocalDocumentEngine.Settings = LocalDocumentEngine.Settings()) throws(DocumentEngineError) {
+        let tools = try PopplerTools(settings)
+        pdftotext = tools.pdftotext
+        pdfinfo = tools.pdfinfo
+        temporaryDirectory = settings.temporaryDirectory
+    }
+
+    /// Every page's words (display space) and geometry.
+    public func pages(of pdf: Data) async throws -> [(geometry: PageGeometry, words: [PDFWord])] {
+        let directory = (temporaryDirectory as NSString).appendingPathComponent("exchanger-read-\(UUID().uuidString)")
+        let input = (directory as NSString).appendingPathComponent("document.pdf")
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try pdf.write(to: URL(fileURLWithPath: input))
+        } catch {
+            throw DocumentEngineError(.transient, "cannot stage a PDF to read in \(temporaryDirectory): \(error.localizedDescription)")
+        }
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let lines = PopplerOutput.lines(bboxLayout: try await pdftotext.run(["-bbox-layout", input, "-"]))
+        let boxes = PopplerOutput.pageBoxes(pdfinfo: try await pdfinfo.run(["-f", "1", "-l", "\(lines.count)", "-box", input]))
+        return try lines.enumerated().map { index, page throws(DocumentEngineError) in
+            guard let found = boxes[index + 1] else { throw DocumentEngineError(.permanent, "pdfinfo reports no boxes for page \(index + 1)") }
+            return (found.geometry, page.flatMap(\.words))
+        }
+    }
+
+    /// The user-space areas of a redaction annotation on a page of `geometry`: its `rects`, else its `bbox`.
+    public static func areas(of redaction: InstantJSONAnnotation, geometry: PageGeometry) throws(DocumentEngineError) -> [PageRect] {
+        let boxes = [PageBoxes(geometry: geometry, trimBox: geometry.mediaBox)]
+        let single = try InstantJSONAnnotation(json: try Self.onFirstPage(redaction))
+        return try FlattenOverlay.redactionAreas(try InstantJSON(annotations: [single]), pages: boxes)[0] ?? []
+    }
+
+    /// The annotation moved to page 0 (areas are read per page).
+    private static func onFirstPage(_ annotation: InstantJSONAnnotation) throws(DocumentEngineError) -> String {
+        guard var object = try annotation.object() as? [String: Any] else {
+            throw DocumentEngineError(.invalidAnnotations, "redaction \(annotation.id ?? "") is not an object")
+        }
+        object["pageIndex"] = 0
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
+            throw DocumentEngineError(.invalidAnnotations, "redaction \(annotation.id ?? "") cannot be re-encoded")
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+}

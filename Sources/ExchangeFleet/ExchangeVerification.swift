@@ -31,6 +31,9 @@ public struct ExchangeVerification: Sendable, Codable, Hashable {
     public var pageTextsChecked = 0
     /// Annotation exchanges: full-text index rows compared with the page text.
     public var indexedPagesChecked = 0
+    /// Annotation exchanges: branded-in redactions proven (with poppler) to leave no covered word
+    /// in the destination PDF's text, its page text or its index.
+    public var redactionsChecked = 0
     /// Each problem as one sentence naming the table / id / column, object key or event at fault;
     /// capped at ``ExchangeVerifier/Settings/maxProblems`` plus a final "… and N more problems".
     public var problems: [String]
@@ -62,7 +65,7 @@ public struct ExchangeVerification: Sendable, Codable, Hashable {
             + "\(rowsChecked) rows in \(tablesChecked) tables, \(filesChecked) files (\(bytesChecked) bytes), \(eventsChecked) events"
             + (annotatedDocuments > 0
                 ? "; \(annotatedDocuments) annotated documents: \(layerAnnotationsChecked) layer annotations, \(brandedInAnnotations) branded in, "
-                    + "\(pageTextsChecked) page texts, \(indexedPagesChecked) indexed pages" : "")
+                    + "\(pageTextsChecked) page texts, \(indexedPagesChecked) indexed pages, \(redactionsChecked) redactions checked for leaks" : "")
     }
 }
 

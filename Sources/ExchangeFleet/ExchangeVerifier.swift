@@ -175,6 +175,7 @@ public struct ExchangeVerifier: Sendable {
                 result.brandedInAnnotations = annotations.brandedIn
                 result.pageTextsChecked = annotations.pageTexts
                 result.indexedPagesChecked = annotations.indexedPages
+                result.redactionsChecked = annotations.redactions
             } catch {
                 try? await engine.shutdown()
                 if let error = error as? ExchangeVerifierError { throw error }

@@ -20,6 +20,8 @@ struct AnnotationCheckOutcome: Sendable {
     var pageTexts = 0
     /// Index rows compared with the page text.
     var indexedPages = 0
+    /// Branded-in redactions proven to leave no covered word in the PDF, its page text and index.
+    var redactions = 0
 }
 
 /// The annotation kinds of the request, told apart by the vendor's type names — independently of
@@ -121,8 +123,11 @@ extension ExchangeVerifier {
             let destinationAnnotations = try await engine.annotations(destination)
             var expected: [String] = []
             var branded = 0
+            var redactions: [InstantJSONAnnotation] = []
             for annotation in sourceAnnotations.annotations {
-                if VerifiedAnnotationKind(annotation).brandsIn(request) { branded += 1 } else { expected.append(annotation.json) }
+                let kind = VerifiedAnnotationKind(annotation)
+                if kind.brandsIn(request) { branded += 1 } else { expected.append(annotation.json) }
+                if kind == .redactions, kind.brandsIn(request) { redactions.append(annotation) }
             }
             outcome.brandedIn += branded
             let actual = destinationAnnotations.annotations.map(\.json)
@@ -155,6 +160,8 @@ extension ExchangeVerifier {
                     problems.add("document \(new): \(branded) annotations were to be branded in, but its PDF is the source PDF unchanged")
                 }
             }
+            outcome.redactions += await checkRedactions(
+                new: new, source: source, destination: destination, redactions: redactions, engine: engine, problems: &problems)
             let sourceThreads = try await engine.commentThreads(source)
             let destinationThreads = try await engine.commentThreads(destination)
             if Self.threadKey(sourceThreads) != Self.threadKey(destinationThreads) {

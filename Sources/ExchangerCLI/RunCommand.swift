@@ -180,7 +180,7 @@ struct RunCommand: AsyncParsableCommand {
             if verification.isExact {
                 out.say("verified   exact: \(verification.rowsChecked) rows in \(verification.tablesChecked) tables, \(verification.filesChecked) files (\(verification.bytesChecked) bytes), \(verification.eventsChecked) events; nothing left behind")
                 if verification.annotatedDocuments > 0 {
-                    out.say("           annotations: \(verification.annotatedDocuments) documents, \(verification.brandedInAnnotations) branded into the PDFs, \(verification.layerAnnotationsChecked) carried as layer annotations; \(verification.pageTextsChecked) page texts stored and \(verification.indexedPagesChecked) indexed")
+                    out.say("           annotations: \(verification.annotatedDocuments) documents, \(verification.brandedInAnnotations) branded into the PDFs, \(verification.layerAnnotationsChecked) carried as layer annotations; \(verification.pageTextsChecked) page texts stored and \(verification.indexedPagesChecked) indexed; \(verification.redactionsChecked) redactions checked for leaks with poppler")
                 }
             } else {
                 out.say("verified   NOT EXACT: \(verification.problems.count) problem(s)")

@@ -71,6 +71,7 @@ struct WholeExchangeTests {
             #expect(verification.layerAnnotationsChecked == 12 * 3)
             #expect(verification.pageTextsChecked >= 12 && verification.pageTextsChecked == verification.indexedPagesChecked)
             #expect(verification.filesChecked == (includeNatives ? 12 : 0))  // natives only: the PDF is rebuilt
+            #expect(verification.redactionsChecked == 12, "every document's redaction read back with poppler")
             for type in ["DOCUMENT_PRE_PROCESSED", "DOCUMENT_UPLOADED", "DOCUMENT_INDEXED"] {
                 #expect(try await fixture.eventCount(type, jobID: result.jobId) == 12, "\(type)")
             }
@@ -85,7 +86,9 @@ struct WholeExchangeTests {
                               "EXCHANGER_CASE_DATABASE_PREFIX": fixture.workspace.caseDatabasePrefix ?? "case"])
             #expect(status == 0, "\(output)")
             let hits = output.split(separator: "\n").filter { $0.hasPrefix("{") }
-            #expect(hits.count == verification.indexedPagesChecked, "\(output)")
+            // Every page but each document's first, where the redaction covers the title line.
+            #expect(hits.count == verification.indexedPagesChecked - 12, "\(output)")
+            #expect(!hits.contains { $0.contains(#""position":0"#) }, "no redacted page is found by a covered word: \(output)")
 
             // Submitted again: the same job, nothing repeated.
             let again = try await run.run(requestJSON: request)
@@ -118,6 +121,7 @@ struct WholeExchangeTests {
                 #expect(verification.annotatedDocuments == 8)
                 #expect(verification.brandedInAnnotations == 8 * 4 && verification.layerAnnotationsChecked == 8 * 3)
                 #expect(verification.pageTextsChecked == verification.indexedPagesChecked && verification.pageTextsChecked >= 8)
+                #expect(verification.redactionsChecked == 8, "every document's redaction read back with poppler")
                 // The destination documents were built (applyInstantJson, applyRedactions, flatten) and
                 // uploaded by the engine; every request carried the token.
                 #expect(await server.state.documents.count == 16)
@@ -126,6 +130,15 @@ struct WholeExchangeTests {
                 let requests = await server.state.requests
                 #expect(!requests.isEmpty && requests.allSatisfy { $0.authorization == "Token token=\"\(FakeNutrientServer.token)\"" })
                 #expect(try await fixture.leftovers(result.jobId).isEmpty)
+
+                // A destination PDF whose redaction only hides the words (the source PDF itself):
+                // the verifier reads the words under the box and names the leak.
+                let documents = await server.state.documents
+                let leaky = try #require(documents.keys.sorted().first { $0.hasPrefix("document_1002_") })
+                let sourcePDF = try #require(documents.first { $0.key.hasPrefix("document_1001_") }?.value.pdf)
+                #expect(await server.state.update(leaky) { $0.pdf = sourcePDF })
+                let tampered = try await fixture.verify(result.jobId)
+                #expect(tampered.problems.contains { $0.contains("leaks") && $0.contains("redaction") }, "\(tampered.problems)")
             }
         } catch {
             await server.shutdown()

@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import ObjectStorage
 import NIOCore
 import ServiceLifecycle
 
@@ -10,7 +11,8 @@ import ServiceLifecycle
 /// client uses: `Authorization: Token token="…"` checked on every request (401 otherwise),
 /// multipart upload, `document_info`, `pdf`, NDJSON annotation listing (the JSON form stops at
 /// 1,000 with `truncated`, as documented), attachments, comments (the documented `CommentCreate` /
-/// `CommentsList` shapes), page text, `/api/build`, and injected faults.
+/// `CommentsList` shapes), page text, `/api/build` (with `applyRedactions` removing what the
+/// redactions cover), and injected faults.
 public final class FakeNutrientServer: Sendable {
     public static let token = "fake-nutrient-token"
 
@@ -247,17 +249,41 @@ public final class FakeNutrientServer: Sendable {
                 await state.recordBuild(canonical)
                 let actions = ((instructions["actions"] as? [[String: Any]]) ?? []).compactMap { $0["type"] as? String }
                 var applied: [String] = []
+                var redactions: [InstantJSONAnnotation] = []
                 for action in ((instructions["actions"] as? [[String: Any]]) ?? []) where action["type"] as? String == "applyInstantJson" {
                     guard let part = action["file"] as? String, let instant = form[part]?.data,
                           let root = try? JSONSerialization.jsonObject(with: instant) as? [String: Any]
                     else { return json(.badRequest, ["error": "applyInstantJson names no Instant JSON part"]) }
-                    applied += ((root["annotations"] as? [[String: Any]]) ?? []).compactMap { $0["id"] as? String }
+                    let listed = (root["annotations"] as? [[String: Any]]) ?? []
+                    applied += listed.compactMap { $0["id"] as? String }
+                    for annotation in listed where annotation["type"] as? String == "pspdfkit/markup/redaction" {
+                        let data = try JSONSerialization.data(withJSONObject: annotation, options: [.sortedKeys])
+                        redactions.append(try InstantJSONAnnotation(json: String(decoding: data, as: UTF8.self)))
+                    }
                 }
                 var output = pdf
+                // applyRedactions removes what the redaction annotations cover, as the engine does
+                // (the local engine's true redaction stands in for it); without that action they
+                // would only be drawn by flatten, and the covered content would stay.
+                if actions.contains("applyRedactions"), !redactions.isEmpty {
+                    output = try await Self.applyRedactions(pdf, redactions)
+                }
                 output.append(Data("\n%fake-build actions=\(actions.joined(separator: ",")) annotations=\(applied.joined(separator: ","))\n".utf8))
                 return bytes(output, "application/pdf")
             }
         }
+    }
+
+    /// `pdf` with `redactions` applied: the covered content removed, the areas filled, the overlay text drawn.
+    static func applyRedactions(_ pdf: Data, _ redactions: [InstantJSONAnnotation]) async throws -> Data {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fake-nutrient-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = FileObjectStore(directory: directory.path)
+        let engine = try LocalDocumentEngine(store: store)
+        let redacted = try await engine.buildFlattened(pdf: pdf, annotations: try InstantJSON(annotations: redactions))
+        try await store.shutdown()
+        return redacted
     }
 
     /// Records the request, answers an injected fault or a 401 for a wrong token, else runs `body`.

@@ -70,7 +70,7 @@ func withFakeNutrient(_ body: (FakeNutrientServer, any ObjectStore) async throws
 
             let brandIn = try InstantJSON(annotations: [try #require(kinds["redaction"]), try #require(kinds["bates"])])
             let built = try await engine.buildFlattened(pdf: pdf, annotations: brandIn)
-            #expect(built.starts(with: pdf))
+            #expect(!built.starts(with: pdf), "applyRedactions rewrote the PDF")
             #expect(String(decoding: built, as: UTF8.self).contains("actions=applyInstantJson,applyRedactions,flatten annotations=r1,b1"))
             #expect(await server.state.lastBuild()
                 == #"{"actions":[{"file":"annotations","type":"applyInstantJson"},{"type":"applyRedactions"},{"type":"flatten"}],"output":{"type":"pdf"},"parts":[{"file":"document"}]}"#)
@@ -85,6 +85,26 @@ func withFakeNutrient(_ body: (FakeNutrientServer, any ObjectStore) async throws
             #expect(requests.allSatisfy { $0.authorization == #"Token token="fake-nutrient-token""# }, "every request carries the token")
             #expect(requests.filter { $0.path.hasSuffix("/annotations") && $0.method == "GET" }.allSatisfy { $0.accept == "application/x-ndjson" })
             #expect(requests.contains { $0.method == "GET" && $0.path == "/api/documents/\(id.rawValue)/attachments/sticker-png" })
+            try await engine.shutdown()
+        }
+    }
+
+    /// The same redaction checks as ``RedactionTests`` on the Nutrient path: the build applies the
+    /// redactions, and the engine's page text of the uploaded result lacks the covered words.
+    @Test func redactionsRemoveWhatTheyCoverThroughTheBuild() async throws {
+        try await withFakeNutrient { server, store in
+            let engine = nutrientClient(server, store: store)
+            let source = RedactionTests.pdf([RedactionTests.Page(content: RedactionTests.line), RedactionTests.Page(content: RedactionTests.line)])
+            let box = try RedactionTests.box(try await RedactionTests.words(source)[0], from: "advice", through: "about", fraction: 0.4)
+            let built = try await engine.buildFlattened(
+                pdf: source, annotations: try InstantJSON(annotations: [try RedactionTests.redaction("r", page: 0, bbox: box)]))
+            let pages = try await RedactionTests.words(built)
+            #expect(pages[0].map(\.text).sorted() == ["PRIVILEGED", "Privileged", "merger", "the"], "only the overlay text is added, \"advice\" and \"about\" are gone")
+            #expect(pages[1].map(\.text) == ["Privileged", "advice", "about", "the", "merger"])
+            let id = try EngineDocumentID(caseID: 10, batchID: 3, documentID: 57, exhibitID: nil)
+            try await engine.ingest(id, pdf: .bytes(built), annotations: try InstantJSON(annotations: []))
+            let text = try await engine.pageText(id, pageIndex: 0)
+            #expect(!text.contains("advice") && !text.contains("about") && text.contains("merger"), "\(text)")
             try await engine.shutdown()
         }
     }
