@@ -13,8 +13,10 @@ import WorkerRuntime
 /// 1. The source PDF `case_{sourceCaseId}/documents/{sourceDocumentId}/{rendition}` must exist;
 ///    otherwise DOCUMENT_NOT_FOUND (stage `pre-uploader`) is published and nothing is retried.
 /// 2. The source document's annotations (with their attachments) and comment threads come from the
-///    source document engine, id `document_{sourceCaseId}_{sourceBatchId}_{sourceDocumentId}_{sourceExhibitId}`
-///    (a document the engine does not know has none).
+///    source document engine, id `document_{sourceCaseId}_{sourceBatchId}_{sourceDocumentId}_{sourceExhibitId}`.
+///    A task without a source batch (the id cannot be formed), a document the engine does not know,
+///    and annotations that cannot be read are permanent failures of the document: it is
+///    dead-lettered and counted as failed, never shipped as if it had no annotations.
 /// 3. ``AnnotationSorter`` routes each kind by the task's ``DocumentTask/annotationRouting``;
 ///    brand_in kinds are flattened into the destination PDF by the engine (redactions first), the
 ///    result written at `case_{caseId}/documents/{documentId}/{rendition}`; layer kinds (and every
@@ -65,13 +67,18 @@ public struct PreUploaderHandler: MessageHandler {
         }
         let sourceKey = try CaseKeys.documentFile(caseID: task.sourceCaseID, documentID: task.sourceDocumentID, fileName: rendition.name)
         let destinationKey = try CaseKeys.documentFile(caseID: task.caseID, documentID: task.documentID, fileName: rendition.name)
+        // The source engine id is formed from the source's own batch, never from the destination's:
+        // a wrong id would read another document's annotations, or none.
+        guard let sourceBatchID = task.sourceBatchID else {
+            throw WorkerError.permanent(
+                "document \(task.sourceDocumentID): the source case gives it no batch, so its engine document id cannot be formed and its annotations cannot be read; it is not shipped without them")
+        }
         let sourceID: EngineDocumentID
         do {
             sourceID = try EngineDocumentID(
-                caseID: task.sourceCaseID, batchID: task.sourceBatchID ?? task.batchID, documentID: task.sourceDocumentID,
-                exhibitID: task.sourceExhibitID)
+                caseID: task.sourceCaseID, batchID: sourceBatchID, documentID: task.sourceDocumentID, exhibitID: task.sourceExhibitID)
         } catch {
-            throw WorkerError.permanent("document \(task.sourceDocumentID): \(error)")
+            throw WorkerError.permanent("document \(task.sourceDocumentID): its engine document id cannot be formed: \(error)")
         }
         var logger = message.logger
         logger[metadataKey: "sourceEngineDocumentId"] = .string(sourceID.rawValue)
@@ -91,8 +98,9 @@ public struct PreUploaderHandler: MessageHandler {
         do {
             (annotations, threads) = try await (engine.annotations(sourceID), engine.commentThreads(sourceID))
         } catch let error as DocumentEngineError where error.code == .notFound {
-            logger.info("source document not in the engine: no annotations")
-            (annotations, threads) = (.empty, [])
+            // Not "no annotations": a redaction the engine cannot be asked about must not be dropped.
+            throw WorkerError.permanent(
+                "source document \(sourceID) is not in the document engine: its annotations cannot be read, and the document is not shipped without them")
         } catch let error as DocumentEngineError {
             throw UploaderHandler.workerError(error, context: "annotations of \(sourceID)")
         }

@@ -1,9 +1,11 @@
 import Broker
 import CaseDatabase
+import DocumentEngine
 import ExchangeFleet
 import ExchangerTestSupport
 import FakeNutrient
 import Foundation
+import ObjectStorage
 import ProcessSupport
 import Testing
 #if canImport(Glibc)
@@ -145,6 +147,49 @@ struct WholeExchangeTests {
             throw error
         }
         await server.shutdown()
+    }
+
+    @Test("annotations that cannot be read fail their document: one source document missing from the engine, one without a source batch")
+    func unreadableAnnotationsFailClosed() async throws {
+        try await FleetFixture.with(.postgres) { fixture in
+            let demo = try await fixture.seed(documents: 6, annotations: true)
+            let store = try await ObjectStorage.open(fixture.workspace.storageURL)
+            let engine = try await DocumentEngines.open(url: fixture.workspace.documentEngineURL, caseStore: store)
+            var sourceIDs: [Int64: EngineDocumentID] = [:]
+            for try await object in store.list(prefix: "document-engine/document_1001_") {
+                let name = object.key.rawValue.split(separator: "/")[1]
+                if let id = try? EngineDocumentID(parsing: String(name)) { sourceIDs[id.documentID] = id }
+            }
+            // Source document 2 is gone from the engine; source document 3 has no batch.
+            try await engine.delete(try #require(sourceIDs[2]))
+            let pool = CaseDatabasePool(settings: try CaseDatabaseSettings(locator: fixture.databases.locator))
+            _ = try await pool.withConnection(caseID: 1001) { try await $0.query("UPDATE documents SET batch_id = NULL WHERE id = 3", []) }
+            await pool.shutdown()
+
+            var options = LocalExchangeRun.Options()
+            options.timeout = .seconds(180)
+            let run = LocalExchangeRun(workspace: fixture.workspace, options: options, logger: fixture.logger)
+            let result = try await run.run(requestJSON: demo.requestJSON(includeNatives: false, requiresAnnotations: true))
+            #expect(result.state == "FINISHED")
+            #expect(result.documents == 6 && result.failed == 2 && result.copied == 4, "\(result)")
+            let verification = try #require(result.verification)
+            // The verifier names the two failures and nothing else.
+            let failures = verification.problems.filter { $0.contains("(source 2)") || $0.contains("(source 3)") }
+            #expect(!failures.isEmpty && failures.count == verification.problems.count, "\(verification.problems)")
+            #expect(verification.problems.contains { $0.contains("(source 2)") } && verification.problems.contains { $0.contains("(source 3)") })
+            // No PDF of either reaches the destination store or engine.
+            var destinationPDFs: Set<String> = []
+            for try await object in store.list(prefix: "case_1002/documents/") where object.key.rawValue.hasSuffix(".pdf") {
+                destinationPDFs.insert(String(object.key.rawValue.split(separator: "/")[2]))
+            }
+            var destinationEngine = 0
+            for try await object in store.list(prefix: "document-engine/document_1002_") where object.key.rawValue.hasSuffix("/document.pdf") {
+                destinationEngine += 1
+            }
+            #expect(destinationPDFs.count == 4 && destinationEngine == 4, "\(destinationPDFs) \(destinationEngine)")
+            try await engine.shutdown()
+            try await store.shutdown()
+        }
     }
 
     @Test("`exchanger run --demo --annotations`: no server, the annotation path through real processes, verified exact")

@@ -179,13 +179,24 @@ func effects(_ outcome: HandlerOutcome) -> Effects? {
                 #expect(missing.events.map(\.eventType) == [.documentNotFound] && missing.messages.isEmpty)
                 #expect(try missing.events.first?.detail(as: DocumentNotFoundDetail.self).stage == "pre-uploader")
 
-                // A document the source engine does not know has no annotations: the PDF goes on as it is.
+                // A document the source engine does not know, or one without a source batch (its engine id
+                // cannot be formed): a permanent failure, whatever the routing, and no PDF is written.
                 let pdf = realPDF("Plain")
                 try await store.put(try CaseKeys.documentFile(caseID: 10, documentID: 5, fileName: "5.pdf"), pdf)
-                let plain = try #require(effects(try await handleOnce(handler, preUploadTask(5, brandIn: Self.branded), broker: broker)))
-                #expect(plain.messages.count == 1)
-                #expect(try await store.get(try CaseKeys.documentFile(caseID: 20, documentID: 1005, fileName: "5.pdf")) == pdf)
-                #expect(try await !store.exists(try DocumentEngineKeys.layerAnnotations(caseID: 20, batchID: 5, documentID: 1005)))
+                var noBatch = preUploadTask(5, brandIn: Self.branded)
+                noBatch.sourceBatchID = nil
+                let unknown = [(preUploadTask(5, brandIn: Self.branded), "not in the document engine"), (preUploadTask(5, brandIn: []), "not in the document engine"),
+                               (noBatch, "no batch")]
+                for (task, fragment) in unknown {
+                    do {
+                        _ = try await handleOnce(handler, task, broker: broker)
+                        Issue.record("a document whose annotations cannot be read must fail")
+                    } catch {
+                        #expect(WorkerError.classify(error) == .permanent, "\(error)")
+                        #expect("\(error)".contains(fragment), "\(error)")
+                    }
+                    #expect(try await !store.exists(try CaseKeys.documentFile(caseID: 20, documentID: 1005, fileName: "5.pdf")), "no PDF reaches the destination")
+                }
 
                 // The engine down: recoverable, so the message is retried.
                 let down = PreUploaderHandler(store: store, engine: FailingEngine(error: DocumentEngineError(.transient, "503")), ownsStore: false)
