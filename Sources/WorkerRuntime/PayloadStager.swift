@@ -44,8 +44,19 @@ public struct PayloadStager: Sendable {
     }
 
     /// The staged key a received message refers to, if it is a staged message.
+    ///
+    /// Only keys the stager itself writes are accepted (`staging/{queue}/{id}.json`): the attribute
+    /// comes with the message, and a crafted one must not make a worker read, or delete after the
+    /// acknowledgement, any other object such as a case document. Anything else is a permanent
+    /// failure of the message.
     public static func stagedKey(of message: ReceivedMessage) throws -> ObjectKey? {
         guard case .string(let raw)? = message.attributes[attributeName] else { return nil }
+        let parts = raw.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == "staging", !parts[1].isEmpty, parts[2].hasSuffix(".json"), parts[2].count > 5,
+            !parts.contains(where: { $0 == "." || $0 == ".." })
+        else {
+            throw WorkerError.permanent("message \(message.messageID) names staged payload '\(raw.prefix(200))', which is not a staging/{queue}/{id}.json key: refused")
+        }
         return try ObjectKey(raw)
     }
 

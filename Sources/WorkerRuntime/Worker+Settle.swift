@@ -56,6 +56,9 @@ extension Worker {
         }
         guard !prepared.isEmpty else { return }
         let batch = prepared
+        // Staged input bodies of the messages whose acknowledgement committed. Only those may go:
+        // a message whose lease was lost, that is retried or dead-lettered, still refers to its body.
+        var acknowledged: [ObjectKey] = []
         do {
             try await broker.transaction { tx in
                 try await Self.apply(batch.flatMap(\.outcome.effects.events), batch.flatMap(\.messages), tx: tx)
@@ -64,6 +67,7 @@ extension Worker {
                 if let (_, error) = outcome.failed.first { throw error }
             }
             for entry in prepared { finished(entry) }
+            acknowledged = prepared.compactMap(\.item.stagedInput)
         } catch {
             // One lost lease (or any failure) must not cost the others: one transaction each.
             if prepared.count > 1 {
@@ -76,6 +80,7 @@ extension Worker {
                         try await tx.delete(queue.name, entry.item.message.receipt)
                     }
                     finished(entry)
+                    if let key = entry.item.stagedInput { acknowledged.append(key) }
                 } catch let error as BrokerError where error.code == .staleReceipt {
                     entry.item.logger.warning("lease lost before the acknowledgement; the message will be handled again")
                     metrics.count("lease_lost", queue: queue.name)
@@ -86,7 +91,7 @@ extension Worker {
                 }
             }
         }
-        await stager.discard(prepared.compactMap(\.item.stagedInput), logger: logger)
+        await stager.discard(acknowledged, logger: logger)
     }
 
     /// Publishes the events in one batch and sends the messages in one batch per queue (a batch

@@ -220,6 +220,78 @@ func runWorker(_ worker: Worker, until condition: @escaping @Sendable () async t
         }
     }
 
+    /// A handler that, on its first attempt, lets another consumer take the message over (its
+    /// lease is lost before the acknowledgement), then hands it back.
+    final class LeaseStealingHandler: MessageHandler {
+        let broker: Broker
+        let queue: String
+        let attempts = LockedBox(0)
+        let bodies = LockedBox([String]())
+
+        init(broker: Broker, queue: String) {
+            self.broker = broker
+            self.queue = queue
+        }
+
+        func handle(_ message: WorkerMessage) async throws -> HandlerOutcome {
+            let attempt = attempts.withLock { count -> Int in
+                count += 1
+                return count
+            }
+            bodies.withLock { $0.append(message.body) }
+            if attempt == 1 {
+                try await broker.changeVisibility(queue, message.received.receipt, timeout: .zero)
+                guard let thief = try await broker.receive(queue, maxMessages: 1).first else { throw WorkerError.permanent("nothing to steal") }
+                try await broker.changeVisibility(queue, thief.receipt, timeout: .zero)
+            }
+            return .success(Effects())
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func aStagedBodySurvivesALeaseLostBeforeTheAcknowledgement(_ backend: Backend) async throws {
+        try await withTemporaryDirectory { directory in
+            try await withTestBroker(backend) { broker, _ in
+                let store = try await ObjectStorage.open("file://" + directory.path)
+                let stager = PayloadStager(store: store)
+                try await broker.createQueue("lease", attributes: QueueAttributes(maxMessageBytes: 1024))
+                let big = try script(7, "ok", pad: 5000)
+                let (staged, key) = try await stager.prepare(big, queue: "lease", maxBytes: 1024)
+                let stagedKey = try #require(key)
+                _ = try await broker.send("lease", staged)
+
+                let handler = LeaseStealingHandler(broker: broker, queue: "lease")
+                let worker = Worker(broker: broker, handler: handler, configuration: testConfiguration("lease"), stager: stager, logger: Logger(label: "test"))
+                let done = try await runWorker(worker) { try await broker.counters("lease").total == 0 }
+                #expect(done)
+                #expect(handler.attempts.withLock { $0 } == 2, "handled again after the lost lease")
+                let bodies = handler.bodies.withLock { $0 }
+                #expect(bodies.count == 2 && bodies.allSatisfy { $0 == big.body }, "the redelivery still found its staged body")
+                #expect(try await !store.exists(stagedKey), "deleted once the acknowledgement committed")
+                try await store.shutdown()
+            }
+        }
+    }
+
+    @Test func aStagedKeyOutsideTheStagingPrefixIsRefused() async throws {
+        try await withTestBroker(.sqlite) { broker, _ in
+            try await broker.createQueue("keys")
+            let bad = ["case_1/documents/1/1.pdf", "staging/../case_1/documents/1/1.pdf", "staging/q/x.pdf", "staging/q/sub/x.json", "staging//x.json"]
+            for raw in bad + ["staging/q/abc.json"] {
+                var message = OutgoingMessage(body: "{}")
+                message.attributes[PayloadStager.attributeName] = .string(raw)
+                _ = try await broker.send("keys", message)
+                let received = try #require(try await broker.receive("keys").first)
+                if bad.contains(raw) {
+                    #expect(throws: WorkerError.self, "\(raw)") { try PayloadStager.stagedKey(of: received) }
+                } else {
+                    #expect(try PayloadStager.stagedKey(of: received)?.rawValue == raw)
+                }
+                try await broker.delete("keys", received.receipt)
+            }
+        }
+    }
+
     @Test func metricsEndpointServesTheWorkersCounters() async throws {
         let endpoint = try await MetricsEndpoint.start(host: "127.0.0.1", port: 0, logger: Logger(label: "test"))
         try await withTestBroker(.sqlite) { broker, _ in
