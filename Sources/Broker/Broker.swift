@@ -390,12 +390,18 @@ public final class Broker: Sendable {
         return moved
     }
 
-    /// Deletes messages older than their queue's retention, in capped batches; returns how many.
+    /// The attribute a message expired by retention carries into its dead-letter queue: its
+    /// queue's retention in seconds.
+    public static let expiredAttribute = "exchanger.expired"
+
+    /// Takes messages older than their queue's retention out of it, in capped batches; returns how many.
     ///
     /// A message counts as expired once both its send time and its last visibility time are older
     /// than the retention period; a message that is in flight right now is kept until its lease
     /// ends (so a worker never loses a message it is processing), and one received again and again
-    /// reaches its dead-letter queue first.
+    /// reaches its dead-letter queue first. An expired message of a queue with a dead-letter queue
+    /// is moved there (source queue set, ``expiredAttribute`` added), so the exchange counts and
+    /// names it; only messages of queues without one (dead-letter queues themselves) are deleted.
     @discardableResult
     public func purgeExpired() async throws -> Int {
         var total = 0
@@ -404,7 +410,7 @@ public final class Broker: Sendable {
             total += deleted
             if deleted < configuration.purgeBatchSize { break }
         }
-        if total > 0 { logger.info("retention purge", metadata: ["deleted": "\(total)"]) }
+        if total > 0 { logger.warning("retention: expired messages moved to their dead-letter queues or deleted", metadata: ["expired": "\(total)"]) }
         return total
     }
 

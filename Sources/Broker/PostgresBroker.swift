@@ -375,15 +375,31 @@ final class PostgresBroker: BrokerBackend {
 
     func purgeExpired(limit: Int) async throws -> Int {
         try await pool.withConnection { connection in
-            try await connection.update("""
-                DELETE FROM broker_messages WHERE id IN (
-                    SELECT m.id FROM broker_queues q
+            try await connection.query("""
+                WITH expired AS (
+                    SELECT m.id, q.name AS source, d.id AS dlq_id, q.retention_ms FROM broker_queues q
+                    LEFT JOIN broker_queues d ON d.name = q.dead_letter_queue AND d.id <> q.id
                     CROSS JOIN LATERAL (
                         SELECT id FROM broker_messages m
                         WHERE m.queue_id = q.id AND m.visible_at <= now() - q.retention_ms * interval '1 millisecond'
                         ORDER BY m.visible_at, m.id LIMIT $1) m
-                    LIMIT $1)
-                """, [SQLValue(limit)])
+                    LIMIT $1
+                ),
+                gone AS (
+                    DELETE FROM broker_messages m USING expired e WHERE m.id = e.id
+                    RETURNING m.message_id, m.body, m.attributes, m.event_id, e.source, e.dlq_id, e.retention_ms
+                ),
+                moved AS (
+                    INSERT INTO broker_messages (queue_id, message_id, body, attributes, event_id, visible_at, source_queue)
+                    SELECT dlq_id, message_id, body,
+                           coalesce(attributes, '{}'::jsonb) || jsonb_build_object($2::text,
+                               jsonb_build_object('type', 'String', 'value', (retention_ms / 1000)::text)),
+                           event_id, now(), source
+                    FROM gone WHERE dlq_id IS NOT NULL
+                    RETURNING 1
+                )
+                SELECT (SELECT count(*) FROM gone) AS n, (SELECT count(*) FROM moved) AS moved
+                """, [SQLValue(limit), .text(Broker.expiredAttribute)]).first?["n"].int ?? 0
         }
     }
 

@@ -336,12 +336,24 @@ final class SQLiteBroker: BrokerBackend {
     }
 
     func purgeExpired(limit: Int) async throws -> Int {
-        try await write { connection in
+        let now = Self.nowMs
+        return try await write { connection in
+            let cutoff = "m.visible_at <= ?1 - q.retention_ms"
             try connection.update("""
-                DELETE FROM broker_messages WHERE id IN (
-                    SELECT m.id FROM broker_queues q JOIN broker_messages m ON m.queue_id = q.id
-                    WHERE m.visible_at <= ?1 - q.retention_ms LIMIT ?2)
-                """, [.integer(Self.nowMs), SQLValue(limit)])
+                    INSERT INTO broker_messages (queue_id, message_id, body, attributes, event_id, sent_at, visible_at, source_queue)
+                    SELECT d.id, m.message_id, m.body,
+                           json_set(coalesce(m.attributes, '{}'), '$."' || ?3 || '"',
+                                    json_object('type', 'String', 'value', CAST(q.retention_ms / 1000 AS TEXT))),
+                           m.event_id, ?1, ?1, q.name
+                    FROM broker_messages m JOIN broker_queues q ON q.id = m.queue_id
+                    JOIN broker_queues d ON d.name = q.dead_letter_queue AND d.id <> q.id
+                    WHERE m.id IN (SELECT m.id FROM broker_queues q JOIN broker_messages m ON m.queue_id = q.id WHERE \(cutoff) ORDER BY m.id LIMIT ?2)
+                    """, [.integer(now), SQLValue(limit), .text(Broker.expiredAttribute)])
+                return try connection.update("""
+                    DELETE FROM broker_messages WHERE id IN (
+                        SELECT m.id FROM broker_queues q JOIN broker_messages m ON m.queue_id = q.id
+                        WHERE \(cutoff) ORDER BY m.id LIMIT ?2)
+                    """, [.integer(now), SQLValue(limit)])
         }
     }
 

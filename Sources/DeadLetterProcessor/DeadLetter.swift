@@ -33,7 +33,7 @@ public struct DeadLetter: Sendable, Hashable {
     public var attributes: MessageAttributes
     public var receiveCount: Int
     public var error: String
-    /// `permanent`, `retriesExhausted` or `leaseExpired`.
+    /// `permanent`, `retriesExhausted`, `leaseExpired` or `expired` (outlived its queue's retention).
     public var reason: String
     public var failedAt: Date
 
@@ -42,6 +42,8 @@ public struct DeadLetter: Sendable, Hashable {
         "exceeded the max receive count without being acknowledged (worker crashed or lease expired)"
     /// The reason of a message the broker moved on its own.
     public static let leaseExpiredReason = "leaseExpired"
+    /// The reason of a message the broker moved because it outlived its queue's retention.
+    public static let expiredReason = "expired"
 
     public init(
         messageID: String, queue: String, program: String?, exchangeID: String?, body: String, attributes: MessageAttributes,
@@ -96,6 +98,13 @@ public struct DeadLetter: Sendable, Hashable {
         // acknowledgement: keep the body itself, without the reference attribute.
         var attributes = received.attributes
         if message.body != received.body { attributes[PayloadStager.attributeName] = nil }
+        if case .string(let seconds)? = attributes.removeValue(forKey: Broker.expiredAttribute) {
+            return DeadLetter(
+                messageID: received.messageID, queue: source, program: queue?.attributes.program, exchangeID: queue?.attributes.exchangeID,
+                body: message.body, attributes: attributes, receiveCount: received.receiveCount,
+                error: "the message was not handled within its queue's retention (\(seconds) s) and expired", reason: expiredReason,
+                failedAt: failedAt)
+        }
         return DeadLetter(
             messageID: received.messageID, queue: source, program: queue?.attributes.program, exchangeID: queue?.attributes.exchangeID,
             body: message.body, attributes: attributes, receiveCount: queue?.attributes.maxReceiveCount ?? received.receiveCount,

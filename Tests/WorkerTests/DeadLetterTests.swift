@@ -133,6 +133,48 @@ struct DeadLetterTests {
         }
     }
 
+    @Test("a message that outlives its queue's retention is dead-lettered as expired, not deleted", arguments: Backend.allCases)
+    func expired(backend: Backend) async throws {
+        try await withTestBroker(backend) { broker, _ in
+            try await prepareDeadLetters(broker)
+            try await broker.createQueue(
+                "oldq", attributes: QueueAttributes(deadLetterQueue: "exch-dlq", retention: .seconds(60), program: "uploader"))
+            let task = sampleTask(document: 1003)
+            try await broker.send("oldq", OutgoingMessage(body: try EventCoding.string(task), attributes: ["jobId": .string(task.jobID)]))
+            try await broker.transaction { transaction in
+                let sql = transaction.dialect == .postgres
+                    ? "UPDATE broker_messages SET sent_at = now() - interval '2 minutes', visible_at = now() - interval '2 minutes'"
+                    : "UPDATE broker_messages SET sent_at = sent_at - 120000, visible_at = visible_at - 120000"
+                try await transaction.query(sql)
+            }
+            #expect(try await broker.purgeExpired() == 1)
+            #expect(try await broker.counters("oldq").total == 0)
+            let dead = try #require(try await broker.receive("exch-dlq").first)
+            let expectedBody = try EventCoding.string(task)
+            #expect(dead.sourceQueue == "oldq" && dead.body == expectedBody)
+
+            let handler = DeadLetterHandler(broker: broker)
+            _ = try await handleTwice(handler, try await workerMessage(broker, dead))
+            let record = try #require(try await handler.store.list(DeadLetterFilter(queue: "oldq")).first)
+            #expect(record.reason == "expired" && record.error.contains("retention (60 s)"), "\(record.error)")
+            #expect(record.documentID == 1003 && record.jobID == task.jobID && record.attributes[Broker.expiredAttribute] == nil)
+            let events = try await loggedEvents(broker, type: .uploaderFinished)
+            let reason = try events.first?.detail(as: ProcessingErrorDetail.self).reason
+            #expect(events.count == 1 && reason == "expired")
+
+            // A dead-letter queue's own expired messages have nowhere to go: they are deleted.
+            try await broker.send("exch-dlq", OutgoingMessage(body: "{}"))
+            try await broker.transaction { transaction in
+                let sql = transaction.dialect == .postgres
+                    ? "UPDATE broker_messages SET sent_at = now() - interval '400 days', visible_at = now() - interval '400 days'"
+                    : "UPDATE broker_messages SET sent_at = sent_at - 34560000000, visible_at = visible_at - 34560000000"
+                try await transaction.query(sql)
+            }
+            #expect(try await broker.purgeExpired() >= 1)
+            #expect(try await broker.counters("exch-dlq").total == 0)
+        }
+    }
+
     @Test("a program without an error event is recorded and publishes nothing", arguments: Backend.allCases)
     func unknownProgram(backend: Backend) async throws {
         try await withTestBroker(backend) { broker, _ in
