@@ -215,11 +215,17 @@ enum FileIO {
     /// but a power loss may lose the last ones; for throw-away stores and benchmarks only.
     static let durable = ProcessInfo.processInfo.environment["EXCHANGER_FILE_STORE_FSYNC"].map { $0 != "false" && $0 != "0" } ?? true
 
+    /// The storage error for `errno` `code`: a missing file is `notFound`; permissions and a
+    /// read-only file system are `accessDenied` (an operator fixes them); a full disk or quota,
+    /// an I/O error, and running out of descriptors, memory or time are `transient` — the
+    /// document is retried once the disk has room, never dead-lettered for it; anything else fails.
     static func error(_ code: Int32, _ operation: String, _ path: String) -> ObjectStorageError {
         let reason = String(cString: strerror(code))
         switch code {
         case ENOENT, ENOTDIR: return ObjectStorageError(.notFound, "\(operation) \(path): \(reason)", status: Int(code))
         case EACCES, EPERM, EROFS: return ObjectStorageError(.accessDenied, "\(operation) \(path): \(reason)", status: Int(code))
+        case ENOSPC, EDQUOT, EIO, EAGAIN, EINTR, EMFILE, ENFILE, ENOMEM, EBUSY, ETIMEDOUT, ESTALE:
+            return ObjectStorageError(.transient, "\(operation) \(path): \(reason)", status: Int(code))
         default: return ObjectStorageError(.failed, "\(operation) \(path): \(reason)", status: Int(code))
         }
     }

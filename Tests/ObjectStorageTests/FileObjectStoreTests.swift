@@ -36,6 +36,36 @@ import Testing
         }
     }
 
+    /// A full disk is transient (the document waits for room), never a permanent failure. The
+    /// disk is a real 64 KiB tmpfs (the tests run as root, as CI does); no mount is a failure.
+    @Test func aFullDiskIsTransient() async throws {
+        try await withTempDirectory { directory in
+            let mount = Process()
+            mount.executableURL = URL(fileURLWithPath: "/bin/mount")
+            mount.arguments = ["-t", "tmpfs", "-o", "size=64k", "tmpfs", directory]
+            try mount.run()
+            mount.waitUntilExit()
+            try #require(mount.terminationStatus == 0, "mounting a 64 KiB tmpfs needs root (CI runs as root)")
+            defer {
+                let unmount = Process()
+                unmount.executableURL = URL(fileURLWithPath: "/bin/umount")
+                unmount.arguments = [directory]
+                try? unmount.run()
+                unmount.waitUntilExit()
+            }
+            let store = try await ObjectStorage.open("file://" + directory)
+            do {
+                try await store.put(try ObjectKey("big/document.pdf"), testBytes(512 * 1024))
+                Issue.record("512 KiB fit on a 64 KiB disk")
+            } catch let error as ObjectStorageError {
+                #expect(error.code == .transient && error.isTransient, "\(error)")
+                #expect(error.message.contains("No space left"), "\(error)")
+            }
+            #expect(try await collect(store.list(prefix: "")).isEmpty, "no partial object is left")
+            try await store.shutdown()
+        }
+    }
+
     @Test func notFoundIsTyped() async throws {
         try await withTempDirectory { directory in
             let store = FileObjectStore(directory: directory)
