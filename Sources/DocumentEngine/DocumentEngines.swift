@@ -104,6 +104,8 @@ public enum DocumentEngines {
     public static let redactionResolutionVariable = "EXCHANGER_REDACTION_DPI"
     /// The JPEG quality of redacted pages: `EXCHANGER_REDACTION_JPEG_QUALITY` (default 90, 1–100).
     public static let redactionQualityVariable = "EXCHANGER_REDACTION_JPEG_QUALITY"
+    /// How long one run of qpdf or a poppler program may take: `EXCHANGER_PDF_TOOL_TIMEOUT_SECONDS` (default 300, 1–86400).
+    public static let toolTimeoutVariable = "EXCHANGER_PDF_TOOL_TIMEOUT_SECONDS"
 
     /// The local engine's settings from `environment`: the key prefix, the PDF programs' paths and
     /// the redaction raster's resolution and quality. Throws ``DocumentEngineError/Code/invalidURL``
@@ -124,7 +126,19 @@ public enum DocumentEngines {
         }
         if let dpi = try number(redactionResolutionVariable, 36...1200) { settings.redactionResolution = dpi }
         if let quality = try number(redactionQualityVariable, 1...100) { settings.redactionJPEGQuality = quality }
+        if let seconds = try number(toolTimeoutVariable, 1...86_400) { settings.toolTimeout = .seconds(seconds) }
         return settings
+    }
+
+    /// Checks that an engine at `url` can brand annotations in, before anything is started: the
+    /// local engine needs qpdf and poppler-utils (for true redaction); a Nutrient engine does it
+    /// itself. Throws ``DocumentEngineError/Code/unsupported`` naming the program, the package and
+    /// the setting, or ``DocumentEngineError/Code/invalidURL`` for a URL or setting it cannot read.
+    public static func checkBrandIn(url: String, environment: [String: String]) throws(DocumentEngineError) {
+        guard case .local = try DocumentEngineLocation(url) else { return }
+        let settings = try localSettings(environment: environment)
+        _ = try PDFTool.locate(settings.qpdfPath, name: "qpdf", variable: qpdfVariable, package: "qpdf")
+        _ = try PopplerTools(settings)
     }
 
     /// `url` safe for logs: any user info (`user:secret@`) replaced by `***@`.

@@ -44,7 +44,8 @@ extension LocalDocumentEngine {
 
     public func buildFlattened(pdf: Data, annotations: InstantJSON) async throws -> Data {
         let qpdf = try PDFTool.locate(
-            settings.qpdfPath, name: "qpdf", variable: DocumentEngines.qpdfVariable, package: "qpdf", successStatuses: [0, 3])
+            settings.qpdfPath, name: "qpdf", variable: DocumentEngines.qpdfVariable, package: "qpdf", successStatuses: [0, 3],
+            timeout: settings.toolTimeout)
         let tools = annotations.annotations.isEmpty ? nil : try PopplerTools(settings)
         let directory = (settings.temporaryDirectory as NSString).appendingPathComponent("exchanger-build-\(UUID().uuidString)")
         do {

@@ -37,6 +37,9 @@ public struct LocalDocumentEngine: DocumentEngine {
         public var redactionResolution: Int = 150
         /// The JPEG quality of redacted pages, 1–100 (`EXCHANGER_REDACTION_JPEG_QUALITY`, default 90).
         public var redactionJPEGQuality: Int = 90
+        /// How long one run of qpdf or a poppler program may take before its process group is
+        /// killed and the build retried (`EXCHANGER_PDF_TOOL_TIMEOUT_SECONDS`, default 300).
+        public var toolTimeout: Duration = .seconds(300)
 
         public init(
             prefix: String = DocumentEngineKeys.defaultPrefix, temporaryDirectory: String = FileManager.default.temporaryDirectory.path,

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DocumentEngine
 import ExchangeFleet
 import ExchangerLogging
 import Foundation
@@ -87,6 +88,7 @@ struct RunCommand: AsyncParsableCommand {
         } catch {
             throw Self.fail("\(error)")
         }
+        if let missing = missingPrerequisite(space: space, environment: environment) { throw Self.fail(missing) }
         let out = Output(interactive: isatty(STDOUT_FILENO) == 1 && !json)
         out.say("workspace  \(space.directory)")
         for location in FleetWorkspace.Location.allCases {
@@ -129,6 +131,28 @@ struct RunCommand: AsyncParsableCommand {
             }
             FileHandle.standardError.write(Data("exchanger run: \(error)\nworkspace kept: \(space.directory) (logs: \(space.fleetLogPath))\n".utf8))
             throw ExitCode(1)
+        }
+    }
+
+    /// What this run needs and this machine lacks, as one line naming the fix; checked before
+    /// anything is seeded or started. Branding annotations in on the local engine needs qpdf and
+    /// poppler-utils; verifying branded-in redactions needs poppler-utils on any engine.
+    func missingPrerequisite(space: FleetWorkspace, environment: [String: String]) -> String? {
+        var brandsIn = demo && annotations
+        var redactsIn = demo && annotations
+        if !demo, let path = request, let data = FileManager.default.contents(atPath: path),
+            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], object["requiresAnnotations"] as? Bool == true
+        {
+            let kinds = ["redactionsAs", "highlightsAs", "notesAs", "stickersAs", "batesAs", "confidentialityCodesAs"]
+            brandsIn = kinds.contains { object[$0] as? String == "brand_in" }
+            redactsIn = object["redactionsAs"] as? String == "brand_in"
+        }
+        do {
+            if brandsIn { try DocumentEngines.checkBrandIn(url: space.documentEngineURL, environment: environment) }
+            if redactsIn && !noVerify { _ = try PopplerReader(settings: try DocumentEngines.localSettings(environment: environment)) }
+            return nil
+        } catch {
+            return "cannot start: \(error.message)"
         }
     }
 

@@ -18,7 +18,7 @@ public struct PreUploaderCommand: AsyncParsableCommand {
     public init() {}
 
     public func run() async throws {
-        try await EngineWorker.run(executable: "exchanger-pre-uploader", program: PreUploaderHandler.program, worker: worker, options: engine) { store, engine in
+        try await EngineWorker.run(executable: "exchanger-pre-uploader", program: PreUploaderHandler.program, worker: worker, options: engine, brandsIn: true) { store, engine in
             PreUploaderHandler(store: store, engine: engine)
         }
     }

@@ -82,7 +82,7 @@ public final class ChildProcess: @unchecked Sendable {
         if pipeWriteEnd >= 0 { close(pipeWriteEnd) }
         guard status == 0 else {
             if let readEnd { close(readEnd) }
-            throw ChildProcessError(message: "cannot start \(executable): \(String(cString: strerror(status)))")
+            throw ChildProcessError(message: "cannot start \(executable): \(String(cString: strerror(status)))", code: status)
         }
         self.pid = childPID
         self.stdoutFD = readEnd
@@ -167,7 +167,14 @@ public final class ChildProcess: @unchecked Sendable {
 /// A child process could not be started or waited for.
 public struct ChildProcessError: Error, CustomStringConvertible, Sendable {
     public var message: String
+    /// The `errno` of a failed start (`posix_spawn`), when that is what failed.
+    public var code: Int32?
     public var description: String { message }
+
+    public init(message: String, code: Int32? = nil) {
+        self.message = message
+        self.code = code
+    }
 }
 
 /// Runs `body` with a NULL-terminated `char *[]` holding copies of `strings` (an argv or envp for

@@ -21,8 +21,11 @@ public struct EngineWorkerOptions: ParsableArguments {
 public enum EngineWorker {
     /// Runs the worker until it is stopped.
     /// - Throws: `ValidationError` for a missing store or an unreadable engine URL, or what the runtime throws.
+    ///   - brandsIn: the worker builds flattened PDFs (the pre-uploader): what that needs on the
+    ///     engine (qpdf and poppler-utils for the local engine) is checked before it starts, so a
+    ///     missing program stops it with one line instead of dead-lettering every document.
     public static func run(
-        executable: String, program: String, worker: WorkerOptions, options: EngineWorkerOptions,
+        executable: String, program: String, worker: WorkerOptions, options: EngineWorkerOptions, brandsIn: Bool = false,
         makeHandler: @escaping @Sendable (_ store: any ObjectStore, _ engine: any DocumentEngine) -> any MessageHandler
     ) async throws {
         let environment = ProcessInfo.processInfo.environment
@@ -35,6 +38,16 @@ public enum EngineWorker {
             _ = try DocumentEngineLocation(engineURL)
         } catch {
             throw ValidationError("document engine: \(error.message)")
+        }
+        if brandsIn {
+            do {
+                try DocumentEngines.checkBrandIn(url: engineURL, environment: environment)
+            } catch {
+                // One line naming the fix, and the configuration-error status (EX_CONFIG), which the
+                // supervisor shows as the program failing to start.
+                FileHandle.standardError.write(Data("\(executable): cannot start: \(error.message)\n".utf8))
+                throw ExitCode(78)
+            }
         }
         try await WorkerProcess.run(executable: executable, program: program, options: worker, environment: environment) { context in
             let store = try await ObjectStorage.open(url, environment: context.environment, logger: context.logger)

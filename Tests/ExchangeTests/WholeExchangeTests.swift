@@ -192,6 +192,50 @@ struct WholeExchangeTests {
         }
     }
 
+    /// Runs an executable of the package with `environment` over this process's, returning its exit
+    /// status, standard output and standard error, and how long it took.
+    static func runCapturing(_ name: String, _ arguments: [String], environment: [String: String]) throws -> (Int32, String, String, Double) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: TestEnvironment.executable(name))
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        let start = Date()
+        try process.run()
+        let output = out.fileHandleForReading.readDataToEndOfFile(), errors = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: output, as: UTF8.self), String(decoding: errors, as: UTF8.self), Date().timeIntervalSince(start))
+    }
+
+    @Test("a missing qpdf or poppler stops `exchanger run --demo --annotations` and the pre-uploader at start, with one line naming the fix")
+    func missingToolsStopAtStart() async throws {
+        try await withTemporaryDirectory { directory in
+            let clean = [
+                "EXCHANGER_DATABASE_URL": "", "EXCHANGER_DATABASE_URL_FILE": "", "EXCHANGER_CASE_DATABASE_URL": "",
+                "EXCHANGER_STORAGE_URL": "", "EXCHANGER_DOCUMENT_ENGINE_URL": "",
+            ]
+            let (status, output, errors, seconds) = try Self.runCapturing(
+                "exchanger", ["run", "--demo", "--annotations", "--documents", "5", "--workspace", directory.path + "/demo"],
+                environment: clean.merging(["EXCHANGER_QPDF_PATH": "/nonexistent/qpdf"]) { _, new in new })
+            #expect(status != 0 && seconds < 10, "exit \(status) after \(seconds) s")
+            #expect(errors.contains("qpdf") && errors.contains("apt-get install -y qpdf") && errors.contains("EXCHANGER_QPDF_PATH"), "\(errors)")
+            #expect(!output.contains("seeding"), "nothing was seeded: \(output)")
+
+            let poppler = try Self.runCapturing(
+                "exchanger", ["run", "--demo", "--annotations", "--documents", "5", "--workspace", directory.path + "/demo2"],
+                environment: clean.merging(["EXCHANGER_PDFTOTEXT_PATH": "/nonexistent/pdftotext"]) { _, new in new })
+            #expect(poppler.0 != 0 && poppler.2.contains("poppler-utils") && poppler.2.contains("EXCHANGER_PDFTOTEXT_PATH"), "\(poppler.2)")
+
+            let worker = try Self.runCapturing(
+                "exchanger-pre-uploader", ["--storage-url", "file://" + directory.path + "/store"],
+                environment: ["EXCHANGER_PDFTOPPM_PATH": "/nonexistent/pdftoppm", "EXCHANGER_DOCUMENT_ENGINE_URL": "local"])
+            #expect(worker.0 != 0 && worker.3 < 10, "the pre-uploader refuses to start: exit \(worker.0)")
+            #expect(worker.2.contains("pdftoppm") && worker.2.contains("poppler-utils"), "\(worker.2)")
+        }
+    }
+
     @Test("`exchanger run --demo --annotations`: no server, the annotation path through real processes, verified exact")
     func cliDemoAnnotations() async throws {
         try await withTemporaryDirectory { directory in

@@ -3,6 +3,9 @@ import ExchangerTestSupport
 import Foundation
 import ObjectStorage
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// True redaction in the local engine, checked with poppler (`pdftotext -bbox-layout`,
 /// `pdftoppm`) and qpdf as independent readers of the result, never with the engine's own
@@ -259,6 +262,29 @@ import Testing
             }
             #expect(error?.code == .unsupported)
             #expect(error?.message.contains("poppler-utils") == true && error?.message.contains("EXCHANGER_PDFTOPPM_PATH") == true)
+            try await store.shutdown()
+        }
+    }
+
+    @Test func aHangingToolIsKilledAtItsDeadlineAndTheBuildIsTransient() async throws {
+        try await withTemporaryDirectory { directory in
+            // A "qpdf" that hangs: it records its pid, then sleeps in its own place.
+            let script = directory.appendingPathComponent("qpdf")
+            let pidFile = directory.appendingPathComponent("pid")
+            try "#!/bin/sh\necho $$ > '\(pidFile.path)'\nexec sleep 1000\n".write(to: script, atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
+            let store = try await ObjectStorage.open("file://" + directory.path)
+            var settings = try DocumentEngines.localSettings(environment: ["EXCHANGER_PDF_TOOL_TIMEOUT_SECONDS": "1"])
+            settings.qpdfPath = script.path
+            let engine = try LocalDocumentEngine(store: store, settings: settings)
+            let start = ContinuousClock.now
+            let error = await #expect(throws: DocumentEngineError.self) {
+                try await engine.buildFlattened(pdf: realPDF("Hang"), annotations: try InstantJSON(annotations: []))
+            }
+            #expect(ContinuousClock.now - start < .seconds(10))
+            #expect(error?.code == .transient && error?.message.contains("EXCHANGER_PDF_TOOL_TIMEOUT_SECONDS") == true, "\(String(describing: error))")
+            let pid = try #require(Int32(try String(contentsOf: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+            #expect(kill(pid, 0) != 0, "the hanging program is gone")
             try await store.shutdown()
         }
     }
