@@ -68,7 +68,7 @@ let package = Package(
         // The broker: SQS/SNS semantics over PostgreSQL or SQLite.
         .target(
             name: "Broker",
-            dependencies: ["ConcurrencySupport", "DatabaseSupport", "PostgresClient", "SQLiteClient", logging],
+            dependencies: ["ConcurrencySupport", "DatabaseSupport", "ExchangerLogging", "PostgresClient", "SQLiteClient", logging],
             swiftSettings: strict
         ),
 
@@ -211,7 +211,7 @@ let package = Package(
         .target(
             name: "DocumentEngine",
             dependencies: [
-                "ConcurrencySupport", "ObjectStorage", "ProcessSupport", logging,
+                "ConcurrencySupport", "ExchangerLogging", "ObjectStorage", "ProcessSupport", logging,
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -265,7 +265,7 @@ let package = Package(
             name: "ExchangeFleet",
             dependencies: [
                 "Broker", "CaseData", "CaseDatabase", "ConcurrencySupport", "DatabaseSupport", "Deployments", "DocumentEngine",
-                "ExchangerEvents", "ObjectStorage", "Orchestrator", "ProcessSupport", logging,
+                "ExchangerEvents", "ExchangerLogging", "ObjectStorage", "Orchestrator", "ProcessSupport", logging,
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,5 +1,6 @@
 import ConcurrencySupport
 import DatabaseSupport
+import ExchangerLogging
 import Foundation
 import Logging
 import PostgresClient
@@ -162,13 +163,8 @@ public final class Broker: Sendable {
         await backend.close()
     }
 
-    /// The URL with any password replaced by `***`, for logs.
-    public static func redact(_ url: String) -> String {
-        guard let at = url.firstIndex(of: "@"), let scheme = url.range(of: "://"), scheme.upperBound < at else { return url }
-        let credentials = url[scheme.upperBound..<at]
-        guard let colon = credentials.firstIndex(of: ":") else { return url }
-        return String(url[..<colon]) + ":***" + String(url[at...])
-    }
+    /// The URL with any password (user info, `?password=`, libpq `password=`) replaced by `***`, for logs.
+    public static func redact(_ url: String) -> String { SecretRedaction.redact(url) }
 
     /// The schema version the database is at.
     public func schemaVersion() async throws -> Int {

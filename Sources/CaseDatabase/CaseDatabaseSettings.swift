@@ -4,7 +4,8 @@ import Foundation
 ///
 /// | environment variable | meaning | default |
 /// |---|---|---|
-/// | `EXCHANGER_CASE_DATABASE_URL` | URL template containing `{database}` | — (required) |
+/// | `EXCHANGER_CASE_DATABASE_URL` | URL template containing `{database}` | — (required, or `…_FILE`) |
+/// | `EXCHANGER_CASE_DATABASE_URL_FILE` | a file holding that URL (a container secret), read when the variable is unset | — |
 /// | `EXCHANGER_CASE_DATABASE_PREFIX` | database name prefix: `{prefix}_{caseId}` | `case` |
 /// | `EXCHANGER_CASE_DATABASE_MAX_CONNECTIONS` | case databases kept open at once (least recently used closed first) | 16 |
 public struct CaseDatabaseSettings: Sendable, Hashable {
@@ -27,9 +28,20 @@ public struct CaseDatabaseSettings: Sendable, Hashable {
     /// Reads the settings from the environment (see the table above).
     /// - Throws: ``CaseDatabaseError/Code/invalidConfiguration`` naming the variable at fault.
     public init(environment: [String: String] = ProcessInfo.processInfo.environment) throws(CaseDatabaseError) {
-        guard let template = environment["EXCHANGER_CASE_DATABASE_URL"], !template.isEmpty else {
+        let template: String
+        if let value = environment["EXCHANGER_CASE_DATABASE_URL"], !value.isEmpty {
+            template = value
+        } else if let path = environment["EXCHANGER_CASE_DATABASE_URL_FILE"], !path.isEmpty {
+            // A container secret holding the URL with its password: whitespace and the newline trimmed.
+            guard let data = FileManager.default.contents(atPath: path),
+                let value = String(data: data, encoding: .utf8)?.trimmingCharacters(in: .whitespacesAndNewlines), !value.isEmpty
+            else {
+                throw CaseDatabaseError(.invalidConfiguration, "EXCHANGER_CASE_DATABASE_URL_FILE names '\(path)', which cannot be read or is empty")
+            }
+            template = value
+        } else {
             throw CaseDatabaseError(.invalidConfiguration,
-                "EXCHANGER_CASE_DATABASE_URL is not set (e.g. postgres://user@host:5432/{database} or sqlite:///var/lib/exchanger/cases/{database}.sqlite)")
+                "EXCHANGER_CASE_DATABASE_URL (or EXCHANGER_CASE_DATABASE_URL_FILE) is not set (e.g. postgres://user@host:5432/{database} or sqlite:///var/lib/exchanger/cases/{database}.sqlite)")
         }
         let prefix = environment["EXCHANGER_CASE_DATABASE_PREFIX"].flatMap { $0.isEmpty ? nil : $0 } ?? CaseDatabaseLocator.defaultPrefix
         var maxOpen = Self.defaultMaxOpenConnections

@@ -1,3 +1,4 @@
+import ExchangerLogging
 import Foundation
 import Logging
 import ObjectStorage
@@ -8,8 +9,8 @@ import ObjectStorage
 /// |---|---|
 /// | `local`, `local:` (the default) | ``LocalDocumentEngine`` on the case object store |
 /// | `local:<storage-url>`, `file:///dir`, `s3://bucket[/prefix]` | ``LocalDocumentEngine`` on that store (PDFs still read from the case store) |
-/// | `nutrient://host[:port]`, `nutrient+http://…`, `http://…` | ``NutrientDocumentEngine`` at `http://host[:port]` |
-/// | `nutrient+https://…`, `https://…` | ``NutrientDocumentEngine`` at `https://…` |
+/// | `nutrient://host[:port]`, `nutrient+https://…`, `https://…` | ``NutrientDocumentEngine`` at `https://host[:port]` |
+/// | `nutrient+http://…`, `http://…` | ``NutrientDocumentEngine`` at `http://…`: plain HTTP, spelled out (a warning is logged) |
 ///
 /// A Nutrient URL carries no credentials (the token comes from ``NutrientTokenCache``); a URL with
 /// user info, a query or a fragment is refused.
@@ -64,7 +65,8 @@ public enum DocumentEngineLocation: Sendable, Hashable, CustomStringConvertible 
         } else if lower.hasPrefix("nutrient+http://") {
             (scheme, rest) = ("http", text.dropFirst("nutrient+http://".count))
         } else if lower.hasPrefix("nutrient://") {
-            (scheme, rest) = ("http", text.dropFirst("nutrient://".count))
+            // The token travels with every request: the short form means HTTPS.
+            (scheme, rest) = ("https", text.dropFirst("nutrient://".count))
         } else if lower.hasPrefix("https://") {
             (scheme, rest) = ("https", text.dropFirst("https://".count))
         } else if lower.hasPrefix("http://") {
@@ -141,13 +143,8 @@ public enum DocumentEngines {
         _ = try PopplerTools(settings)
     }
 
-    /// `url` safe for logs: any user info (`user:secret@`) replaced by `***@`.
-    public static func redacted(_ url: String) -> String {
-        guard let scheme = url.range(of: "://"), let at = url[scheme.upperBound...].firstIndex(of: "@") else { return String(url.prefix(200)) }
-        let slash = url[scheme.upperBound...].firstIndex(of: "/") ?? url.endIndex
-        guard at < slash else { return String(url.prefix(200)) }
-        return String((url[..<scheme.upperBound] + "***" + url[at...]).prefix(200))
-    }
+    /// `url` safe for logs: passwords and tokens masked (``SecretRedaction``), at most 200 characters.
+    public static func redacted(_ url: String) -> String { String(SecretRedaction.redact(url).prefix(200)) }
 
     /// Opens the engine `url` names (see ``DocumentEngineLocation``).
     /// - Parameters:
@@ -165,6 +162,11 @@ public enum DocumentEngines {
         let settings = try localSettings(environment: environment)
         switch try DocumentEngineLocation(url) {
         case .nutrient(let baseURL):
+            if baseURL.hasPrefix("http://") {
+                logger.warning(
+                    "the Nutrient Document Engine is reached over plain HTTP: its API token travels unencrypted",
+                    metadata: ["documentEngine": "\(baseURL)"])
+            }
             let nutrient = try NutrientDocumentEngine.Settings(baseURL: baseURL, environment: environment)
             return NutrientDocumentEngine(
                 settings: nutrient, sourceStore: caseStore, tokens: NutrientTokenCache.shared(environment: environment), logger: logger)

@@ -1,3 +1,4 @@
+import ExchangerLogging
 import Foundation
 
 /// Where one `exchanger run` keeps everything: the broker and case databases, the object store,
@@ -118,12 +119,7 @@ public struct FleetWorkspace: Sendable, Hashable {
     }
 
     /// The same URL with any password replaced by `***`, for printing.
-    public static func redacted(_ url: String) -> String {
-        guard let scheme = url.range(of: "://"), let at = url[scheme.upperBound...].firstIndex(of: "@") else { return url }
-        let credentials = url[scheme.upperBound..<at]
-        guard let colon = credentials.firstIndex(of: ":") else { return url }
-        return String(url[..<colon]) + ":***" + String(url[at...])
-    }
+    public static func redacted(_ url: String) -> String { SecretRedaction.redact(url) }
 
     private static func value(_ environment: [String: String], _ name: String) -> String? {
         guard let value = environment[name]?.trimmingCharacters(in: .whitespacesAndNewlines), !value.isEmpty else { return nil }

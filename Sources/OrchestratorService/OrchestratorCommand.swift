@@ -28,7 +28,7 @@ public struct OrchestratorCommand: AsyncParsableCommand {
     @Option(help: "Broker database URL (default: EXCHANGER_DATABASE_URL, else the file named by EXCHANGER_DATABASE_URL_FILE).")
     var database: String?
 
-    @Option(help: "Address to listen on (EXCHANGER_ORCHESTRATOR_HOST, default 0.0.0.0).")
+    @Option(help: "Address to listen on (EXCHANGER_ORCHESTRATOR_HOST, default 127.0.0.1; containers set 0.0.0.0).")
     var host: String?
 
     @Option(help: "Port to listen on (EXCHANGER_ORCHESTRATOR_PORT, default 8080; 0 = any free port).")
@@ -58,7 +58,7 @@ public struct OrchestratorCommand: AsyncParsableCommand {
                 "no API token configured: set EXCHANGER_API_TOKENS or EXCHANGER_API_TOKENS_FILE, or pass --insecure-no-auth")
         }
         if insecureNoAuth { logger.warning("--insecure-no-auth: the /exchanges routes accept every request") }
-        let host = host ?? environment["EXCHANGER_ORCHESTRATOR_HOST"].flatMap { $0.isEmpty ? nil : $0 } ?? "0.0.0.0"
+        let host = host ?? environment["EXCHANGER_ORCHESTRATOR_HOST"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1"
         let port = try port ?? Self.port(environment)
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0…65535") }
         let replica = replicaId ?? environment["EXCHANGER_ORCHESTRATOR_REPLICA_ID"].flatMap { $0.isEmpty ? nil : $0 }

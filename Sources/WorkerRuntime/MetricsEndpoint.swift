@@ -31,7 +31,7 @@ public final class MetricsEndpoint: Sendable {
     /// Bootstraps swift-metrics with a Prometheus factory (once per process) and listens on
     /// `host:port`.
     public static func start(
-        host: String = "0.0.0.0", port: Int, logger: Logger,
+        host: String = "127.0.0.1", port: Int, logger: Logger,
         routes: [String: @Sendable () async -> HTTPRouteResponse] = [:]
     ) async throws -> MetricsEndpoint {
         let registry = PrometheusSetup.registry

@@ -72,6 +72,12 @@ public struct WorkerOptions: ParsableArguments, Sendable {
         return nil
     }
 
+    /// The address the metrics endpoint listens on: `EXCHANGER_METRICS_HOST`, default `127.0.0.1`
+    /// (loopback only; a container sets `0.0.0.0` for its scraper).
+    public func metricsHost(_ environment: Environment = ProcessInfo.processInfo.environment) -> String {
+        environment["EXCHANGER_METRICS_HOST"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1"
+    }
+
     /// The metrics port from the option or `EXCHANGER_METRICS_PORT`, if any.
     public func metricsPort(_ environment: Environment = ProcessInfo.processInfo.environment) throws -> Int? {
         if let metricsPort { return metricsPort }

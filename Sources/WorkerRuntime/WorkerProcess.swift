@@ -41,7 +41,7 @@ public enum WorkerProcess {
 
         let metricsEndpoint: MetricsEndpoint?
         if let port = try options.metricsPort(environment) {
-            metricsEndpoint = try await MetricsEndpoint.start(port: port, logger: logger)
+            metricsEndpoint = try await MetricsEndpoint.start(host: options.metricsHost(environment), port: port, logger: logger)
         } else {
             metricsEndpoint = nil
         }

@@ -107,7 +107,7 @@ struct WholeExchangeTests {
         let server = try await FakeNutrientServer.start()
         do {
             try await FleetFixture.with(
-                .postgres, documentEngineURL: "nutrient://127.0.0.1:\(server.port)",
+                .postgres, documentEngineURL: "nutrient+http://127.0.0.1:\(server.port)",
                 engineEnvironment: ["EXCHANGER_NUTRIENT_API_TOKEN": FakeNutrientServer.token]
             ) { fixture in
                 let demo = try await fixture.seed(documents: 8, annotations: true)

@@ -1,3 +1,4 @@
+import Broker
 import ExchangerTestSupport
 import CaseDatabase
 import DatabaseSupport
@@ -232,6 +233,31 @@ struct CaseDatabaseTests {
         #expect(throws: CaseDatabaseError.self) { try settings.locator.url(caseID: 0) }
         #expect(throws: CaseDatabaseError.self) {
             try CaseDatabaseSettings(environment: ["EXCHANGER_CASE_DATABASE_URL": "sqlite:///x/{database}", "EXCHANGER_CASE_DATABASE_MAX_CONNECTIONS": "0"])
+        }
+    }
+
+    @Test("settings: the case-database URL from a secret file, and secrets masked in printed URLs")
+    func secretFileAndRedaction() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("case-url-\(UUID().uuidString)")
+        try "postgres://writer:s3cret@db:5432/{database}?sslmode=verify-full\n".write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let settings = try CaseDatabaseSettings(environment: ["EXCHANGER_CASE_DATABASE_URL_FILE": file.path])
+        #expect(try settings.locator.url(caseID: 3) == "postgres://writer:s3cret@db:5432/case_3?sslmode=verify-full")
+        #expect(throws: CaseDatabaseError.self) { try CaseDatabaseSettings(environment: ["EXCHANGER_CASE_DATABASE_URL_FILE": "/nonexistent/x"]) }
+
+        let cases: [(String, String)] = [
+            ("postgres://writer:s3cret@db:5432/x", "postgres://writer:***@db:5432/x"),
+            ("postgres://writer:p@ss@db/x?sslmode=require", "postgres://writer:***@db/x?sslmode=require"),
+            ("postgres://db/x?user=w&password=s3cret&sslmode=require", "postgres://db/x?user=w&password=***&sslmode=require"),
+            ("postgres://db/x?PassWord=s3cret", "postgres://db/x?PassWord=***"),
+            ("host=db user=w password=s3cret dbname=x", "host=db user=w password=*** dbname=x"),
+            ("host=db password='s3 cr\\'et' dbname=x", "host=db password=*** dbname=x"),
+            ("s3://bucket/prefix", "s3://bucket/prefix"),
+            ("https://engine/api?token=abc&x=1", "https://engine/api?token=***&x=1"),
+        ]
+        for (url, masked) in cases {
+            #expect(Broker.redact(url) == masked, "\(url)")
+            #expect(!Broker.redact(url).contains("s3cret") && !Broker.redact(url).contains("abc"))
         }
     }
 }

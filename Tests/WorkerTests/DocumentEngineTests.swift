@@ -284,7 +284,7 @@ func engineError(_ body: () async throws -> Void) async -> DocumentEngineError.C
             #expect(try DocumentEngineLocation("s3://bucket/engine") == .local(storageURL: "s3://bucket/engine"))
             let nutrient: [(String, String)] = [
                 ("https://engine.example.com", "https://engine.example.com"), ("http://localhost:5000/", "http://localhost:5000"),
-                ("nutrient://engine:5000", "http://engine:5000"), ("nutrient+https://engine", "https://engine"),
+                ("nutrient://engine:5000", "https://engine:5000"), ("nutrient+http://engine:5000", "http://engine:5000"), ("nutrient+https://engine", "https://engine"),
                 ("nutrient+http://10.0.0.1:5000/de", "http://10.0.0.1:5000/de"),
             ]
             for (url, base) in nutrient {
