@@ -140,6 +140,7 @@ public final class Broker: Sendable {
     }
 
     private static func open(url: String, configuration: BrokerConfiguration, logger: Logger) async throws -> Broker {
+        if let warning = ConnectionSecurity.weakTLSWarning(url) { logger.warning("broker database: \(warning)") }
         let backend: any BrokerBackend
         if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
             backend = PostgresBroker(url: url, configuration: configuration, logger: logger)

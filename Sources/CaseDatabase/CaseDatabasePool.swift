@@ -53,6 +53,7 @@ public actor CaseDatabasePool {
         self.postgresConfiguration = postgres
         self.logger = logger
         self.setup = setup
+        if let warning = ConnectionSecurity.weakTLSWarning(settings.locator.template) { logger.warning("case databases: \(warning)") }
     }
 
     /// PostgreSQL session settings of case-database connections (application name `exchanger-case`).

@@ -260,4 +260,17 @@ struct CaseDatabaseTests {
             #expect(!Broker.redact(url).contains("s3cret") && !Broker.redact(url).contains("abc"))
         }
     }
+
+    @Test("a PostgreSQL URL to another host without sslmode=require or stronger is warned about")
+    func weakTLSIsWarned() {
+        for url in ["postgres://u@db.internal:5432/{database}", "postgres://u@10.0.0.5/x?sslmode=prefer", "postgresql://u:p@db/x?sslmode=disable"] {
+            #expect(ConnectionSecurity.weakTLSWarning(url)?.contains("sslmode=verify-full") == true, "\(url)")
+        }
+        for url in [
+            "postgres://u@db.internal/x?sslmode=require", "postgres://u@db/x?sslmode=verify-full&sslrootcert=/ca.pem", "postgres://u@127.0.0.1:5432/x",
+            "postgres://u@localhost/x", "postgres://u@[::1]:5432/x", "postgres:///x?host=/var/run/postgresql", "sqlite:///tmp/x.sqlite",
+        ] {
+            #expect(ConnectionSecurity.weakTLSWarning(url) == nil, "\(url)")
+        }
+    }
 }
