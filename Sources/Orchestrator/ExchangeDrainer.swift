@@ -12,8 +12,8 @@ public struct DrainSettings: Sendable, Hashable {
     /// How long teardown waits for the exchange's workers to exit (10 min); then it throws
     /// ``OrchestratorError/Code/workersStillRunning`` and is retried later.
     public var workerStopTimeout: Duration = .seconds(600)
-    /// How often that wait looks even without a notification (1 s).
-    public var workerPollInterval: Duration = .seconds(1)
+    /// How often that wait looks even without a notification (250 ms).
+    public var workerPollInterval: Duration = .milliseconds(250)
     /// The `source` of the events the orchestrator publishes.
     public var eventSource: String = "exchanger-orchestrator"
     /// The topic events are published on; nil is the broker's default.
@@ -150,6 +150,29 @@ public struct ExchangeDrainer: Sendable {
 
     // MARK: Teardown
 
+    /// Deletes deployment `id`. A worker row a supervisor wrote after the stop request (a report
+    /// computed before it) makes the delete refuse; that is the normal end of a scale-down, not a
+    /// failure: the stop is requested again and the delete retried as soon as no worker of the
+    /// exchange is live, within ``DrainSettings/workerStopTimeout`` — never left for a lease to expire.
+    private func removeWhenStopped(_ id: String, jobID: String) async throws {
+        let deadline = ContinuousClock.now + settings.workerStopTimeout
+        while true {
+            do {
+                try await deployments.remove(id: id)
+                return
+            } catch let error as DeploymentError where error.code == .workersRunning {
+                guard ContinuousClock.now < deadline else {
+                    throw OrchestratorError(.workersStillRunning,
+                        "workers of exchange \(jobID) still run after \(settings.workerStopTimeout); teardown will be retried")
+                }
+                logger.debug("deployment still has a live worker; waiting for it to exit", metadata: ["jobId": "\(jobID)", "deployment": "\(id)"])
+                try await deployments.requestStop(id: id)
+                _ = try await deployments.waitUntilNoWorkers(
+                    exchangeID: jobID, timeout: deadline - ContinuousClock.now, pollInterval: settings.workerPollInterval)
+            }
+        }
+    }
+
     /// Tears down an exchange in DRAINING or TEARING_DOWN and writes its final state (see the type's
     /// documentation). A final exchange is returned unchanged.
     /// - Throws: ``OrchestratorError/Code/workersStillRunning`` when the workers did not exit in time.
@@ -199,7 +222,7 @@ public struct ExchangeDrainer: Sendable {
             try await store.markRemoved(jobID: jobID, kind: .queue, name: queue.name)
         }
         for id in deploymentIDs {
-            try await deployments.remove(id: id)
+            try await removeWhenStopped(id, jobID: jobID)
             try await store.markRemoved(jobID: jobID, kind: .deployment, name: id)
         }
         // 5. Result, final state and event together.
