@@ -281,7 +281,7 @@ import Glibc
             let error = await #expect(throws: DocumentEngineError.self) {
                 try await engine.buildFlattened(pdf: realPDF("Hang"), annotations: try InstantJSON(annotations: []))
             }
-            #expect(ContinuousClock.now - start < .seconds(10))
+            #expect(ContinuousClock.now - start < .seconds(60), "killed at its 1 s deadline, long before the 1,000 s sleep ends")
             #expect(error?.code == .transient && error?.message.contains("EXCHANGER_PDF_TOOL_TIMEOUT_SECONDS") == true, "\(String(describing: error))")
             let pid = try #require(Int32(try String(contentsOf: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
             #expect(kill(pid, 0) != 0, "the hanging program is gone")
