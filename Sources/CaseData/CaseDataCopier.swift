@@ -487,17 +487,25 @@ public struct CaseDataCopier: CaseCopyEngine {
     }
 
     /// SQLite: reads the selected rows page by page (keyset on the primary key) into the stage.
+    ///
+    /// Values travel as the bytes the source holds: a text value is read as a blob with a flag
+    /// (`CAST(c AS BLOB)`, `typeof(c) = 'text'`) and written back with `CAST(… AS TEXT)`, so text
+    /// that is not valid UTF-8 keeps its bytes (a Swift `String` could not hold them).
     private func stageSQLite(_ shape: TableShape, source: CaseSQLConnection, destination: CaseSQLConnection, batchRows: Int) async throws {
         let q = CaseSQLConnection.quote
         let pk = q(shape.primaryKey)
         let columnList = shape.columns.map(q).joined(separator: ", ")
-        let keyIndex = shape.columns.firstIndex(of: shape.primaryKey) ?? 0
-        // SQLite allows 32766 parameters per statement.
-        let rowsPerInsert = max(1, min(batchRows, 32_000 / max(1, shape.columns.count)))
+        let selectList = shape.columns.map { column in
+            "CASE WHEN typeof(\(q(column))) = 'text' THEN CAST(\(q(column)) AS BLOB) ELSE \(q(column)) END, typeof(\(q(column))) = 'text'"
+        }.joined(separator: ", ")
+        let keyIndex = 2 * (shape.columns.firstIndex(of: shape.primaryKey) ?? 0)
+        // Two parameters per column (value, text flag); SQLite allows 32766 per statement.
+        let parameters = 2 * shape.columns.count
+        let rowsPerInsert = max(1, min(batchRows, 32_000 / max(1, parameters)))
         var last = Int64.min
         while true {
             let rows = try await source.query(
-                "SELECT \(columnList) FROM \(q(shape.name)) WHERE \(pk) IN (SELECT id FROM \(shape.selection)) AND \(pk) > $1 ORDER BY \(pk) LIMIT $2",
+                "SELECT \(selectList) FROM \(q(shape.name)) WHERE \(pk) IN (SELECT id FROM \(shape.selection)) AND \(pk) > $1 ORDER BY \(pk) LIMIT $2",
                 [.integer(last), .integer(Int64(batchRows))])
             guard let final = rows.last else { break }
             last = final[keyIndex].int64 ?? Int64.max
@@ -505,7 +513,10 @@ public struct CaseDataCopier: CaseCopyEngine {
             while start < rows.count {
                 let slice = rows[start..<min(rows.count, start + rowsPerInsert)]
                 let placeholders = slice.indices.map { row in
-                    "(" + (0..<shape.columns.count).map { "$\((row - start) * shape.columns.count + $0 + 1)" }.joined(separator: ", ") + ")"
+                    "(" + (0..<shape.columns.count).map { column in
+                        let value = (row - start) * parameters + 2 * column + 1
+                        return "CASE WHEN $\(value + 1) THEN CAST($\(value) AS TEXT) ELSE $\(value) END"
+                    }.joined(separator: ", ") + ")"
                 }.joined(separator: ", ")
                 try await destination.query(
                     "INSERT INTO exch_stage (\(columnList)) VALUES \(placeholders)", slice.flatMap { Array($0.values) })

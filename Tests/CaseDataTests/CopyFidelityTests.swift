@@ -1,0 +1,81 @@
+import CaseData
+import CaseDatabase
+import DatabaseSupport
+import ExchangerTestSupport
+import Foundation
+import SQLiteClient
+import Testing
+
+/// The value's bytes as the database holds them, upper-case hex (PostgreSQL: its UTF-8 encoding;
+/// SQLite: `hex()`), and its storage type.
+private func storedText(_ connection: TestCaseConnection, _ table: String, _ column: String, id: Int64) async throws -> (hex: String?, type: String?) {
+    let sql = connection.isPostgres
+        ? "SELECT upper(encode(convert_to(\(column), 'UTF8'), 'hex')) AS h, pg_typeof(\(column))::text AS t FROM \(table) WHERE id = $1"
+        : "SELECT hex(\(column)) AS h, typeof(\(column)) AS t FROM \(table) WHERE id = $1"
+    let row = try #require(try await connection.query(sql, [.integer(id)]).first)
+    return (row["h"].string, row["t"].string)
+}
+
+@Suite("Case-data copy fidelity")
+struct CopyFidelityTests {
+    /// Text that is not valid UTF-8 (SQLite only: PostgreSQL's UTF8 databases refuse it) and text
+    /// with characters a lossy decoder would confuse with it (both): `caf` + 0xE9, and a genuine
+    /// U+FFFD among other characters.
+    @Test("text values and merge names travel as the bytes they are", arguments: Backend.allCases)
+    func textKeepsItsBytes(backend: Backend) async throws {
+        try await withCaseDatabases(backend) { databases in
+            try await seedPair(databases, source: 501, destination: 502, documents: 10)
+            let source = try await TestCaseConnection.open(databases, caseID: 501)
+            let destination = try await TestCaseConnection.open(databases, caseID: 502)
+            // (hex written, hex expected in the destination) per value.
+            let title = source.isPostgres ? "636166C3A920E29883F09D849E20EFBFBD" : "636166E9"
+            let note = source.isPostgres ? "6E6F7465EFBFBD" : "6E6F7465E9"
+            let category = source.isPostgres ? "636174C3A9" : "636174E9"
+            func literal(_ hex: String) -> String {
+                source.isPostgres ? "convert_from(decode('\(hex)', 'hex'), 'UTF8')" : "CAST(X'\(hex)' AS TEXT)"
+            }
+            try await source.query("UPDATE documents SET title = \(literal(title)) WHERE id = 2")
+            try await source.query("INSERT INTO custom_fields (id, name, field_type) VALUES (500, 'Fidelity Note', 'text')")
+            try await source.query(
+                "INSERT INTO custom_field_values (id, custom_field_id, document_id, text_value) VALUES (5000, 500, 2, \(literal(note)))")
+            try await source.query("INSERT INTO label_categories (id, name) VALUES (500, \(literal(category)))")
+            let label = try #require(try await source.ids("SELECT min(id) FROM labels").first)
+            try await source.query(
+                "INSERT INTO label_category_labels (id, label_category_id, label_id, document_id) VALUES (5000, 500, \(label), 2)")
+            // The destination has a category whose name is what a lossy decoder makes of the
+            // source's (U+FFFD in place of the invalid byte): the two must not be merged.
+            try await destination.query("INSERT INTO label_categories (id, name) VALUES (900, \(literal("636174EFBFBD")))")
+
+            _ = try await CaseDataCopier(databases: databases).copy(
+                sourceCase: 501, destinationCase: 502, selection: .documentIDs([2, 3]), jobID: "bytes")
+            let map = try await idMap(destination, job: "bytes")
+            let document = try #require(map["documents"]?[2])
+            let copiedTitle = try await storedText(destination, "documents", "title", id: document)
+            #expect(copiedTitle.hex == title)
+            #expect(copiedTitle.type == "text")
+            let value = try #require(map["custom_field_values"]?[5000])
+            #expect(try await storedText(destination, "custom_field_values", "text_value", id: value).hex == note)
+            let mergedCategory = try #require(map["label_categories"]?[500])
+            #expect(mergedCategory != 900, "a name with other bytes is another category")
+            #expect(try await storedText(destination, "label_categories", "name", id: mergedCategory).hex == category)
+            await source.close()
+            await destination.close()
+        }
+    }
+
+    @Test("the SQLite client refuses to hand out text that is not valid UTF-8, instead of substituting U+FFFD")
+    func sqliteClientRefusesInvalidText() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("exch-utf8-\(UUID().uuidString).sqlite").path
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        let connection = try await SQLiteConnection.open(path: path)
+        let error = await #expect(throws: DatabaseError.self) {
+            try await connection.query("SELECT CAST(X'636166e9' AS TEXT) AS title")
+        }
+        #expect(error?.code == .decoding)
+        #expect(error?.message.contains("not valid UTF-8") == true)
+        // The same value as bytes, and valid text, are returned.
+        #expect(try await connection.query("SELECT CAST(CAST(X'636166e9' AS TEXT) AS BLOB) AS b").first?["b"] == .blob([0x63, 0x61, 0x66, 0xE9]))
+        #expect(try await connection.query("SELECT 'café' AS t").first?["t"] == .text("café"))
+        await connection.close()
+    }
+}
