@@ -19,7 +19,7 @@ public enum CaseDocumentSelection: Sendable, Hashable {
 /// | `EXCHANGER_CASE_COPY_SQLITE_BATCH_ROWS` | rows read and staged per statement (SQLite) | 500 |
 /// | `EXCHANGER_CASE_COPY_STATEMENT_TIMEOUT_SECONDS` | PostgreSQL `statement_timeout` of the copy's sessions (0: none) | 3600 |
 /// | `EXCHANGER_CASE_COPY_IDLE_TIMEOUT_SECONDS` | PostgreSQL `idle_in_transaction_session_timeout` (the source snapshot stays open while the destination writes; 0: none) | 3600 |
-/// | `EXCHANGER_CASE_COPY_SOURCE_EXHIBIT_FIELD` | name of the number custom field holding the source exhibit id | `Source Exhibit ID` |
+/// | `EXCHANGER_CASE_COPY_SOURCE_EXHIBIT_FIELD` | name of the text custom field holding the source exhibit id (decimal digits) | `Source Exhibit ID` |
 public struct CaseCopySettings: Sendable, Hashable {
     /// The table the walk starts from.
     public var rootTable = "documents"
@@ -47,9 +47,10 @@ public struct CaseCopySettings: Sendable, Hashable {
     public var exhibitTable = "exhibits"
     /// The custom field definitions.
     public var customFieldTable = "custom_fields"
-    /// The custom field values (`custom_field_id`, `exhibit_id`, `number_value`).
+    /// The custom field values (`custom_field_id`, `exhibit_id`, `text_value`).
     public var customFieldValueTable = "custom_field_values"
-    /// The number custom field the source exhibit id is written to.
+    /// The text custom field the source exhibit id is written to, as decimal digits (exact for
+    /// every 64-bit id). A field of that name and another type fails the copy.
     public var sourceExhibitField = "Source Exhibit ID"
     /// The table listing each document's files (for the report's ``CaseDocumentMapping/files``).
     public var variantTable = "document_variants"

@@ -21,9 +21,10 @@ import SQLiteClient
 ///   transaction ending with its row in `exchange_copy_checkpoints`; a re-run resumes at the first
 ///   unfinished table.
 /// - Post-copy rules: `document_properties` cleared on the copied exhibits, the source exhibit id
-///   written to a number custom field of each copied exhibit, the `confidentiality_status` bitmask
-///   remapped to the destination's codes (by name), label categories, folder tags, confidentiality
-///   codes and custom fields merged into the destination's rows of the same name.
+///   written as decimal text to a text custom field of each copied exhibit, the
+///   `confidentiality_status` bitmask remapped to the destination's codes (by name), label
+///   categories, folder tags, confidentiality codes and custom fields merged into the
+///   destination's rows of the same name (compared byte for byte).
 ///
 /// Self-referencing foreign keys are rewritten when the referenced row is copied too, but the
 /// walk does not add such rows by itself: a reference to an unselected row of the same table
@@ -593,26 +594,35 @@ public struct CaseDataCopier: CaseCopyEngine {
             {
                 let fields = q(settings.customFieldTable)
                 let values = q(settings.customFieldValueTable)
+                // The id as decimal text in a text field: a number field is a double, which holds
+                // integers exactly only up to 2^53.
                 try await destination.query("""
-                    INSERT INTO \(fields) (name, field_type) SELECT CAST($1 AS text), 'number'
+                    INSERT INTO \(fields) (name, field_type) SELECT CAST($1 AS text), 'text'
                     WHERE NOT EXISTS (SELECT 1 FROM \(fields) WHERE name = $1)
                     """, [.text(settings.sourceExhibitField)])
-                guard let field = try await destination.query("SELECT id FROM \(fields) WHERE name = $1", [.text(settings.sourceExhibitField)])
-                    .first?["id"].int64
+                guard let row = try await destination.query(
+                    "SELECT id, field_type FROM \(fields) WHERE name = $1", [.text(settings.sourceExhibitField)]).first,
+                    let field = row["id"].int64
                 else {
                     throw CaseDataError(.database, "the custom field '\(settings.sourceExhibitField)' could not be created")
                 }
+                guard row["field_type"].string == "text" else {
+                    throw CaseDataError(
+                        .invalidSchema,
+                        "the destination's custom field '\(settings.sourceExhibitField)' is of type '\(row["field_type"].string ?? "?")'; the copy writes the source exhibit ids to a text field of that name (set EXCHANGER_CASE_COPY_SOURCE_EXHIBIT_FIELD to another name)")
+                }
                 let binds: [SQLValue] = [.text(jobID), .integer(field), .text(settings.exhibitTable)]
                 try await destination.query("""
-                    UPDATE \(values) SET number_value = (
-                        SELECT m.old_id FROM exchange_id_map m
-                        WHERE m.job_id = $1 AND m.table_name = $3 AND m.new_id = \(values).exhibit_id)
+                    UPDATE \(values) SET text_value = (
+                        SELECT CAST(m.old_id AS text) FROM exchange_id_map m
+                        WHERE m.job_id = $1 AND m.table_name = $3 AND m.new_id = \(values).exhibit_id),
+                        number_value = NULL, date_value = NULL
                     WHERE custom_field_id = $2
                       AND exhibit_id IN (SELECT m.new_id FROM exchange_id_map m WHERE m.job_id = $1 AND m.table_name = $3)
                     """, binds)
                 try await destination.query("""
-                    INSERT INTO \(values) (custom_field_id, exhibit_id, number_value)
-                    SELECT CAST($2 AS bigint), m.new_id, m.old_id FROM exchange_id_map m
+                    INSERT INTO \(values) (custom_field_id, exhibit_id, text_value)
+                    SELECT CAST($2 AS bigint), m.new_id, CAST(m.old_id AS text) FROM exchange_id_map m
                     WHERE m.job_id = $1 AND m.table_name = $3
                       AND NOT EXISTS (SELECT 1 FROM \(values) v WHERE v.custom_field_id = $2 AND v.exhibit_id = m.new_id)
                     """, binds)

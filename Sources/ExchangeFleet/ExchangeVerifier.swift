@@ -23,7 +23,7 @@ import Orchestrator
 ///    (`exhibits.document_properties`) are NULL, the confidentiality bitmask equals the source's
 ///    remapped by code, rows merged by name (label categories, folder tags, confidentiality codes,
 ///    custom fields) only need the same name, and every copied exhibit carries the source exhibit
-///    id in the `Source Exhibit ID` number field.
+///    id in the `Source Exhibit ID` text field, as decimal text compared exactly.
 /// 2. **Files.** Each copied document's files the exchange copies (the PDF rendition without
 ///    annotations, natives when asked) exist under the destination key with the source's bytes
 ///    (size and streamed SHA-256), a few files at a time.

@@ -182,9 +182,13 @@ struct RowVerifier: Sendable {
         let remap = try await bitRemap(source: source, destination: destination, map: map, plan: plan)
         var exhibitField: Int64?
         if destinationCatalog[copy.customFieldTable] != nil {
-            exhibitField = try await destination.query(
-                "SELECT id FROM \(q(copy.customFieldTable)) WHERE name = $1 ORDER BY id LIMIT 1", [.text(copy.sourceExhibitField)]
-            ).first?["id"].int64
+            let field = try await destination.query(
+                "SELECT id, field_type FROM \(q(copy.customFieldTable)) WHERE name = $1 ORDER BY id LIMIT 1", [.text(copy.sourceExhibitField)]
+            ).first
+            exhibitField = field?["id"].int64
+            if let field, field["field_type"] != .text("text") {
+                problems.add("the custom field '\(copy.sourceExhibitField)' is of type \(field["field_type"]), expected 'text' (the source exhibit ids as decimal text)")
+            }
         }
 
         // 4. Table by table.
@@ -263,12 +267,14 @@ struct RowVerifier: Sendable {
                         } else if column == copy.confidentialityBitmaskColumn, let remap {
                             expectedValue = .integer(remap.apply(sourceRow[column].int64 ?? 0))
                             rule = " (source \(sourceRow[column]) remapped to the destination's codes)"
-                        } else if name == copy.customFieldValueTable, column == "number_value", let exhibitField,
-                            row["custom_field_id"].int64 == exhibitField, let exhibit = sourceRow["exhibit_id"].int64,
+                        } else if name == copy.customFieldValueTable, ["text_value", "number_value", "date_value"].contains(column),
+                            let exhibitField, row["custom_field_id"].int64 == exhibitField, let exhibit = sourceRow["exhibit_id"].int64,
                             map[copy.exhibitTable]?[exhibit] != nil
                         {
-                            if row[column].double != Double(exhibit) {
-                                problems.add("\(name) row \(new) (source \(old)): \(column) is \(row[column]), expected the source exhibit id \(exhibit)")
+                            // The source exhibit id, as decimal text compared exactly; the other value columns empty.
+                            let wanted: SQLValue = column == "text_value" ? .text(String(exhibit)) : .null
+                            if row[column] != wanted {
+                                problems.add("\(name) row \(new) (source \(old)): \(column) is \(row[column]), expected \(column == "text_value" ? "the source exhibit id \(exhibit)" : "NULL")")
                             }
                             continue
                         } else {
@@ -286,17 +292,17 @@ struct RowVerifier: Sendable {
         if plan.tables[copy.exhibitTable] != nil, destinationCatalog[copy.customFieldValueTable] != nil, !(map[copy.exhibitTable] ?? [:]).isEmpty {
             if let exhibitField {
                 let rows = try await destination.query("""
-                    SELECT m.old_id, m.new_id, v.number_value FROM exchange_id_map m
+                    SELECT m.old_id, m.new_id, v.text_value FROM exchange_id_map m
                     LEFT JOIN \(q(copy.customFieldValueTable)) v ON v.custom_field_id = $2 AND v.exhibit_id = m.new_id
                     WHERE m.job_id = $1 AND m.table_name = $3 ORDER BY m.old_id
                     """, [.text(jobID), .integer(exhibitField), .text(copy.exhibitTable)])
                 for row in rows {
                     let old = row["old_id"].int64 ?? 0
                     let new = row["new_id"].int64 ?? 0
-                    if row["number_value"].isNull {
+                    if row["text_value"].isNull {
                         problems.add("exhibit \(new) (source \(old)) has no '\(copy.sourceExhibitField)' value")
-                    } else if row["number_value"].double != Double(old) {
-                        problems.add("exhibit \(new) (source \(old)): '\(copy.sourceExhibitField)' is \(row["number_value"]), expected \(old)")
+                    } else if row["text_value"] != .text(String(old)) {
+                        problems.add("exhibit \(new) (source \(old)): '\(copy.sourceExhibitField)' is \(row["text_value"]), expected '\(old)'")
                     }
                 }
             } else {
@@ -324,11 +330,13 @@ struct RowVerifier: Sendable {
             documents: documents, rowsChecked: rowsChecked, tablesChecked: tablesChecked, files: files, nativeFileNames: natives)
     }
 
-    /// Equality of two cells; numbers compare by value (an integral REAL equals its integer).
+    /// Equality of two cells; an integer equals a REAL only when the REAL is exactly that integer
+    /// (never through a rounding conversion: 2^53 + 1 does not equal 2^53).
     static func same(_ a: SQLValue, _ b: SQLValue) -> Bool {
         if a == b { return true }
         switch (a, b) {
-        case (.integer, .double), (.double, .integer): return a.double == b.double
+        case (.integer(let integer), .double(let real)), (.double(let real), .integer(let integer)):
+            return Int64(exactly: real) == integer
         default: return false
         }
     }

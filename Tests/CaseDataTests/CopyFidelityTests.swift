@@ -78,4 +78,30 @@ struct CopyFidelityTests {
         #expect(try await connection.query("SELECT 'café' AS t").first?["t"] == .text("café"))
         await connection.close()
     }
+
+    @Test("a source exhibit id above 2^53 is stored exactly, as decimal text in a text field", arguments: Backend.allCases)
+    func sourceExhibitIDIsExact(backend: Backend) async throws {
+        try await withCaseDatabases(backend) { databases in
+            try await seedPair(databases, source: 511, destination: 512, documents: 10)
+            let source = try await TestCaseConnection.open(databases, caseID: 511)
+            let big: Int64 = 9_007_199_254_740_993  // 2^53 + 1: a double holds 2^53 instead
+            try await source.query("INSERT INTO documents (id, control_number, file_name) VALUES (50, 'BIG-1', 'big.pdf')")
+            try await source.query("INSERT INTO exhibits (id, document_id, exhibit_number) VALUES (\(big), 50, 'EX-BIG')")
+            let report = try await CaseDataCopier(databases: databases).copy(
+                sourceCase: 511, destinationCase: 512, selection: .documentIDs([2, 50]), jobID: "big-id")
+            let mapping = try #require(report.documents.first { $0.sourceDocumentID == 50 })
+            #expect(mapping.sourceExhibitID == big)
+            let exhibit = try #require(mapping.destinationExhibitID)
+            let destination = try await TestCaseConnection.open(databases, caseID: 512)
+            let field = try #require(try await destination.query("SELECT id, field_type FROM custom_fields WHERE name = 'Source Exhibit ID'").first)
+            #expect(field["field_type"] == .text("text"))
+            let values = try await destination.query(
+                "SELECT text_value, number_value FROM custom_field_values WHERE custom_field_id = $1 AND exhibit_id = $2",
+                [field["id"], .integer(exhibit)])
+            #expect(values.map { $0["text_value"] } == [.text("9007199254740993")])
+            #expect(values.map { $0["number_value"] } == [.null])
+            await source.close()
+            await destination.close()
+        }
+    }
 }

@@ -1,0 +1,27 @@
+import CaseData
+import DatabaseSupport
+import ExchangeFleet
+import ExchangerTestSupport
+import Foundation
+import ObjectStorage
+import Orchestrator
+import Testing
+
+@Suite("ExchangeVerifier fidelity")
+struct VerifierFidelityTests {
+    @Test("the source exhibit id is compared as the exact decimal text", arguments: Backend.allCases)
+    func sourceExhibitIDComparedExactly(_ backend: Backend) async throws {
+        try await withBuiltExchange(backend, documents: 4) { built in
+            let exhibit = try await built.someRow("exhibits")
+            // Numerically equal, textually not: a comparison through numbers would pass it.
+            try await built.caseSQL(built.request.destinationCaseID, """
+                UPDATE custom_field_values SET text_value = $1
+                WHERE exhibit_id = $2 AND custom_field_id = (SELECT id FROM custom_fields WHERE name = 'Source Exhibit ID')
+                """, [.text("0\(exhibit.old)"), .integer(exhibit.new)])
+            let result = try await built.verifier.verify(jobID: built.jobID)
+            #expect(!result.isExact)
+            #expect(result.problems.contains { $0.contains("exhibit \(exhibit.new) (source \(exhibit.old)): 'Source Exhibit ID' is '0\(exhibit.old)', expected '\(exhibit.old)'") },
+                    "\(result.problems)")
+        }
+    }
+}
