@@ -32,6 +32,10 @@ public struct CaseCopySettings: Sendable, Hashable {
     public var mergeByColumn: [String: String] = [
         "label_categories": "name", "folder_tags": "name", "confidentiality_codes": "name", "custom_fields": "name",
     ]
+    /// Columns a row merged by name must have equal in the source and the destination (a custom
+    /// field's type): when they differ the copy fails with ``CaseDataError/Code/conflict`` before
+    /// writing anything, instead of writing values into a field of another type.
+    public var mergeMustAgree: [String: [String]] = ["custom_fields": ["field_type"]]
     /// Columns written as NULL on the copied rows.
     public var clearedColumns: [String: [String]] = ["exhibits": ["document_properties"]]
     /// The confidentiality codes table, its name and bit columns, and the bitmask column (in any
@@ -50,7 +54,7 @@ public struct CaseCopySettings: Sendable, Hashable {
     /// The custom field values (`custom_field_id`, `exhibit_id`, `text_value`).
     public var customFieldValueTable = "custom_field_values"
     /// The text custom field the source exhibit id is written to, as decimal digits (exact for
-    /// every 64-bit id). A field of that name and another type fails the copy.
+    /// every 64-bit id). A field of that name and another type is a ``CaseDataError/Code/conflict``.
     public var sourceExhibitField = "Source Exhibit ID"
     /// The table listing each document's files (for the report's ``CaseDocumentMapping/files``).
     public var variantTable = "document_variants"

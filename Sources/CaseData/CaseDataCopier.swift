@@ -25,6 +25,9 @@ import SQLiteClient
 ///   `confidentiality_status` bitmask remapped to the destination's codes (by name), label
 ///   categories, folder tags, confidentiality codes and custom fields merged into the
 ///   destination's rows of the same name (compared byte for byte).
+/// - Before anything is written (in the source snapshot): a merged row whose defining columns
+///   differ from the destination's row of the same name (``CaseCopySettings/mergeMustAgree``, a
+///   custom field's type) fails the copy with ``CaseDataError/Code/conflict``.
 ///
 /// Self-referencing foreign keys are rewritten when the referenced row is copied too, but the
 /// walk does not add such rows by itself: a reference to an unselected row of the same table
@@ -72,8 +75,9 @@ public struct CaseDataCopier: CaseCopyEngine {
     /// Copies the selected documents of `sourceCase` with everything reachable from them into
     /// `destinationCase`.
     /// - Throws: ``CaseDataError``: `.invalidArgument` (same case, empty job id), `.notFound`
-    ///   (a case database is missing), `.invalidSchema`, `.database`, `.interrupted` (cancelled);
-    ///   an error thrown by the table hook as it is.
+    ///   (a case database is missing), `.invalidSchema`, `.conflict` (a merged custom field of
+    ///   another type), `.database`, `.interrupted` (cancelled); an error thrown by the table hook
+    ///   as it is.
     public func copy(sourceCase: Int64, destinationCase: Int64, selection: CaseDocumentSelection, jobID: String) async throws -> CaseCopyReport {
         guard sourceCase != destinationCase else {
             throw CaseDataError(.invalidArgument, "the source and destination case are the same (\(sourceCase))")
@@ -162,6 +166,7 @@ public struct CaseDataCopier: CaseCopyEngine {
         let reports = try await source.transaction(postgres: .repeatableRead, sqlite: .deferred) { source in
             let shapes = shapesByTable
             let counts = try await select(source: source, order: order, shapes: shapes, selection: selection)
+            if !hasPostCopyStep { try await checkMergeConflicts(source: source, destination: destination, shapes: shapes) }
             var reports: [CaseCopyTableReport] = []
             var remap: BitRemap?
             for name in order {
@@ -320,6 +325,84 @@ public struct CaseDataCopier: CaseCopyEngine {
             counts[name] = try await source.query("SELECT count(*) AS n FROM \(shape.selection)").first?["n"].int ?? 0
         }
         return counts
+    }
+
+    // MARK: Conflicts (before anything is written)
+
+    /// Fails with ``CaseDataError/Code/conflict`` when a selected row merged by name differs from
+    /// the destination's row of that name in a column of ``CaseCopySettings/mergeMustAgree``, or
+    /// when the source-exhibit-id field exists (in the destination, or among the selected rows) with
+    /// another type than text. Names and values are compared as bytes (hex), in both dialects.
+    private func checkMergeConflicts(source: CaseSQLConnection, destination: CaseSQLConnection, shapes: [String: TableShape]) async throws {
+        let q = CaseSQLConnection.quote
+        var conflicts: [String] = []
+        for (table, mergeColumn) in settings.mergeByColumn.sorted(by: { $0.key < $1.key }) {
+            guard let shape = shapes[table], shape.columns.contains(mergeColumn) else { continue }
+            let agree = (settings.mergeMustAgree[table] ?? []).filter { shape.columns.contains($0) }
+            let checksExhibitField = table == settings.customFieldTable && shape.columns.contains("field_type")
+            guard !agree.isEmpty || checksExhibitField else { continue }
+            let columns = [mergeColumn] + agree
+            func hex(_ connection: CaseSQLConnection, _ column: String) -> String {
+                connection.kind == .postgres
+                    ? "upper(encode(convert_to(CAST(\(q(column)) AS text), 'UTF8'), 'hex'))" : "hex(\(q(column)))"
+            }
+            func read(_ connection: CaseSQLConnection, where condition: String) async throws -> [[String]] {
+                let list = columns.enumerated().map { "\(hex(connection, $0.element)) AS c\($0.offset)" }.joined(separator: ", ")
+                return try await connection.query("SELECT \(list) FROM \(q(table)) \(condition)").map { row in
+                    columns.indices.map { row["c\($0)"].string ?? "" }
+                }
+            }
+            let selected = try await read(source, where: "WHERE \(q(shape.primaryKey)) IN (SELECT id FROM \(shape.selection))")
+            let existing = Dictionary(
+                try await read(destination, where: "").map { ($0[0], $0) }, uniquingKeysWith: { first, _ in first })
+            let exhibitField = Self.hexText(settings.sourceExhibitField)
+            for row in selected {
+                if let other = existing[row[0]] {
+                    for (offset, column) in agree.enumerated() where row[offset + 1] != other[offset + 1] {
+                        conflicts.append(
+                            "\(table) '\(Self.text(hex: row[0]))' has \(column) '\(Self.text(hex: row[offset + 1]))' in the source and '\(Self.text(hex: other[offset + 1]))' in the destination")
+                    }
+                }
+            }
+            if checksExhibitField, let typeIndex = columns.firstIndex(of: "field_type") {
+                let textType = Self.hexText("text")
+                if let field = existing[exhibitField], field[typeIndex] != textType {
+                    conflicts.append(Self.exhibitFieldConflict(settings, type: Self.text(hex: field[typeIndex])).message)
+                } else if let field = selected.first(where: { $0[0] == exhibitField }), field[typeIndex] != textType {
+                    conflicts.append(
+                        "the source's custom field '\(settings.sourceExhibitField)' is of type '\(Self.text(hex: field[typeIndex]))'; the copy writes the source exhibit ids to a text field of that name (set EXCHANGER_CASE_COPY_SOURCE_EXHIBIT_FIELD to another name)")
+                }
+            }
+        }
+        guard conflicts.isEmpty else {
+            throw CaseDataError(.conflict, "nothing was copied: " + conflicts.joined(separator: "; "))
+        }
+    }
+
+    /// The conflict of an existing source-exhibit-id field of another type than text.
+    static func exhibitFieldConflict(_ settings: CaseCopySettings, type: String?) -> CaseDataError {
+        CaseDataError(
+            .conflict,
+            "the destination's custom field '\(settings.sourceExhibitField)' is of type '\(type ?? "?")'; the copy writes the source exhibit ids to a text field of that name (set EXCHANGER_CASE_COPY_SOURCE_EXHIBIT_FIELD to another name)")
+    }
+
+    /// Upper-case hex of a string's UTF-8 bytes.
+    static func hexText(_ text: String) -> String {
+        text.utf8.map { byte in
+            let digits = String(byte, radix: 16, uppercase: true)
+            return digits.count == 1 ? "0" + digits : digits
+        }.joined()
+    }
+
+    /// The text of hex-encoded bytes, for messages (bytes that are not UTF-8 shown as `X'…'`).
+    static func text(hex: String) -> String {
+        var bytes: [UInt8] = []
+        var index = hex.startIndex
+        while let next = hex.index(index, offsetBy: 2, limitedBy: hex.endIndex), index != hex.endIndex {
+            if let byte = UInt8(hex[index..<next], radix: 16) { bytes.append(byte) }
+            index = next
+        }
+        return String(validating: bytes, as: UTF8.self) ?? "X'\(hex)'"
     }
 
     /// Root rows linked to `target` row `id` through a table referencing both (label → documents).
@@ -607,9 +690,7 @@ public struct CaseDataCopier: CaseCopyEngine {
                     throw CaseDataError(.database, "the custom field '\(settings.sourceExhibitField)' could not be created")
                 }
                 guard row["field_type"].string == "text" else {
-                    throw CaseDataError(
-                        .invalidSchema,
-                        "the destination's custom field '\(settings.sourceExhibitField)' is of type '\(row["field_type"].string ?? "?")'; the copy writes the source exhibit ids to a text field of that name (set EXCHANGER_CASE_COPY_SOURCE_EXHIBIT_FIELD to another name)")
+                    throw Self.exhibitFieldConflict(settings, type: row["field_type"].string)
                 }
                 let binds: [SQLValue] = [.text(jobID), .integer(field), .text(settings.exhibitTable)]
                 try await destination.query("""

@@ -104,4 +104,39 @@ struct CopyFidelityTests {
             await destination.close()
         }
     }
+
+    @Test("a custom field merged by name with another type fails the copy before anything is written", arguments: Backend.allCases)
+    func customFieldTypeClash(backend: Backend) async throws {
+        try await withCaseDatabases(backend) { databases in
+            try await seedPair(databases, source: 521, destination: 522, documents: 10)
+            let destination = try await TestCaseConnection.open(databases, caseID: 522)
+            let copier = CaseDataCopier(databases: databases)
+            // `Amount` is a number field in the source (with values on every document), text here.
+            try await destination.query("UPDATE custom_fields SET field_type = 'text' WHERE name = 'Amount'")
+            let before = try await tableCounts(destination)
+            let amount = await #expect(throws: CaseDataError.self) {
+                try await copier.copy(sourceCase: 521, destinationCase: 522, selection: .documentIDs([1, 2, 3]), jobID: "clash-amount")
+            }
+            #expect(amount?.code == .conflict)
+            #expect(amount?.message.contains("custom_fields 'Amount' has field_type 'number' in the source and 'text' in the destination") == true, "\(String(describing: amount))")
+            #expect(try await tableCounts(destination) == before, "nothing written")
+            #expect(try await destination.count("exchange_id_map", "job_id = 'clash-amount'") == 0)
+            #expect(try await destination.count("exchange_copy_checkpoints", "job_id = 'clash-amount'") == 0)
+            // The source-exhibit-id field exists with the type date.
+            try await destination.query("UPDATE custom_fields SET field_type = 'number' WHERE name = 'Amount'")
+            try await destination.query("INSERT INTO custom_fields (name, field_type) VALUES ('Source Exhibit ID', 'date')")
+            let dated = try await tableCounts(destination)
+            let exhibitField = await #expect(throws: CaseDataError.self) {
+                try await copier.copy(sourceCase: 521, destinationCase: 522, selection: .documentIDs([1, 2, 3]), jobID: "clash-exhibit")
+            }
+            #expect(exhibitField?.code == .conflict)
+            #expect(exhibitField?.message.contains("'Source Exhibit ID' is of type 'date'") == true, "\(String(describing: exhibitField))")
+            #expect(try await tableCounts(destination) == dated, "nothing written")
+            // With the types agreeing the same copy goes through.
+            try await destination.query("DELETE FROM custom_fields WHERE name = 'Source Exhibit ID'")
+            let report = try await copier.copy(sourceCase: 521, destinationCase: 522, selection: .documentIDs([1, 2, 3]), jobID: "clash-fixed")
+            #expect(report.documents.count == 3)
+            await destination.close()
+        }
+    }
 }
