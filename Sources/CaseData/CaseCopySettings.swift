@@ -23,6 +23,8 @@ public enum CaseDocumentSelection: Sendable, Hashable {
 public struct CaseCopySettings: Sendable, Hashable {
     /// The table the walk starts from.
     public var rootTable = "documents"
+    /// The root table's column naming a document in reports (excluded documents).
+    public var rootNameColumn = "control_number"
     /// The label table (selection by label: documents linked to it through a table referencing both).
     public var labelTable = "labels"
     /// The folder table (selection by folder, likewise).
@@ -134,6 +136,16 @@ public struct CaseDocumentFile: Sendable, Hashable, Codable {
     public var variant: String
 }
 
+/// A selected document the copy left out, with the reason.
+public struct CaseExcludedDocument: Sendable, Hashable, Codable {
+    /// The document's id in the source case.
+    public var sourceDocumentID: Int64
+    /// Its name (``CaseCopySettings/rootNameColumn``), when it has one.
+    public var name: String?
+    /// Why it was left out: each reference to a row the source case does not have.
+    public var reason: String
+}
+
 /// The outcome of ``CaseCopyEngine/copy(sourceCase:destinationCase:selection:jobID:)``.
 public struct CaseCopyReport: Sendable, Hashable, Codable {
     /// The job the copy ran for.
@@ -148,6 +160,9 @@ public struct CaseCopyReport: Sendable, Hashable, Codable {
     public var idMapSize: Int
     /// The selected documents, old → new id, by source id.
     public var documents: [CaseDocumentMapping]
+    /// Selected documents not copied because a row of theirs references a row the source case
+    /// does not have (found in the source snapshot before anything is written), by source id.
+    public var excludedDocuments: [CaseExcludedDocument] = []
     /// Seconds the call took.
     public var seconds: Double
 

@@ -27,7 +27,12 @@ import SQLiteClient
 ///   destination's rows of the same name (compared byte for byte).
 /// - Before anything is written (in the source snapshot): a merged row whose defining columns
 ///   differ from the destination's row of the same name (``CaseCopySettings/mergeMustAgree``, a
-///   custom field's type) fails the copy with ``CaseDataError/Code/conflict``.
+///   custom field's type) fails the copy with ``CaseDataError/Code/conflict``; a selected
+///   document whose row, or a row below it, references a row the source does not have is left
+///   out and listed in ``CaseCopyReport/excludedDocuments`` with the reason.
+/// - A copy that fails for good (not cancelled, not a transient database error, not an error of
+///   the table hook) removes the rows the job inserted (recorded in `exchange_copy_inserted`), its
+///   id map and checkpoints; a finished job is never undone.
 ///
 /// Self-referencing foreign keys are rewritten when the referenced row is copied too, but the
 /// walk does not add such rows by itself: a reference to an unselected row of the same table
@@ -76,8 +81,8 @@ public struct CaseDataCopier: CaseCopyEngine {
     /// `destinationCase`.
     /// - Throws: ``CaseDataError``: `.invalidArgument` (same case, empty job id), `.notFound`
     ///   (a case database is missing), `.invalidSchema`, `.conflict` (a merged custom field of
-    ///   another type), `.database`, `.interrupted` (cancelled); an error thrown by the table hook
-    ///   as it is.
+    ///   another type), `.inconsistentSource`, `.database`, `.interrupted` (cancelled); an error
+    ///   thrown by the table hook as it is.
     public func copy(sourceCase: Int64, destinationCase: Int64, selection: CaseDocumentSelection, jobID: String) async throws -> CaseCopyReport {
         guard sourceCase != destinationCase else {
             throw CaseDataError(.invalidArgument, "the source and destination case are the same (\(sourceCase))")
@@ -96,7 +101,7 @@ public struct CaseDataCopier: CaseCopyEngine {
             guard source.kind == destination.kind else {
                 throw CaseDataError(.invalidArgument, "the source and destination databases are of different kinds")
             }
-            let (tables, destinationTables) = try await run(source: source, destination: destination, selection: selection, jobID: jobID)
+            let (tables, destinationTables, excluded) = try await run(source: source, destination: destination, selection: selection, jobID: jobID)
             let documents = try await documentMappings(destination, jobID: jobID, tables: destinationTables)
             let mapSize = try await destination.query("SELECT count(*) AS n FROM exchange_id_map WHERE job_id = $1", [.text(jobID)])
                 .first?["n"].int ?? 0
@@ -105,7 +110,14 @@ public struct CaseDataCopier: CaseCopyEngine {
             let elapsed = ContinuousClock.now - started
             let report = CaseCopyReport(
                 jobID: jobID, sourceCaseID: sourceCase, destinationCaseID: destinationCase, tables: tables, idMapSize: mapSize,
-                documents: documents, seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+                documents: documents, excludedDocuments: excluded,
+                seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+            for document in excluded {
+                logger.warning("document not copied", metadata: [
+                    "jobId": "\(jobID)", "sourceDocumentId": "\(document.sourceDocumentID)", "name": "\(document.name ?? "")",
+                    "reason": "\(document.reason)",
+                ])
+            }
             logger.info("case data copied", metadata: [
                 "jobId": "\(jobID)", "sourceCaseId": "\(sourceCase)", "caseId": "\(destinationCase)", "documents": "\(documents.count)",
                 "insertedRows": "\(report.insertedRows)", "seconds": "\(report.seconds)",
@@ -124,7 +136,7 @@ public struct CaseDataCopier: CaseCopyEngine {
     // MARK: The run
 
     private func run(source: CaseSQLConnection, destination: CaseSQLConnection, selection: CaseDocumentSelection, jobID: String) async throws
-        -> ([CaseCopyTableReport], Set<String>)
+        -> ([CaseCopyTableReport], Set<String>, [CaseExcludedDocument])
     {
         let kind = source.kind
         try await destination.execute(kind == .postgres ? CaseSchema.postgresV2 : CaseSchema.sqliteV2)
@@ -163,9 +175,19 @@ public struct CaseDataCopier: CaseCopyEngine {
         let hasPostCopyStep = finished[Self.postCopyStep] != nil
         let destinationTables = Set(destinationCatalog.tables.keys)
 
-        let reports = try await source.transaction(postgres: .repeatableRead, sqlite: .deferred) { source in
+        let body: @Sendable (CaseSQLConnection) async throws -> ([CaseCopyTableReport], [CaseExcludedDocument]) = { source in
             let shapes = shapesByTable
-            let counts = try await select(source: source, order: order, shapes: shapes, selection: selection)
+            var counts = try await select(source: source, order: order, shapes: shapes, selection: selection, excluding: [])
+            // References to rows the source does not have: their documents are left out, by name.
+            let excluded = try await brokenReferences(source: source, order: order, shapes: shapes)
+            if !excluded.isEmpty {
+                counts = try await select(
+                    source: source, order: order, shapes: shapes, selection: selection, excluding: excluded.map(\.sourceDocumentID))
+                let left = try await brokenReferences(source: source, order: order, shapes: shapes)
+                guard left.isEmpty else {
+                    throw CaseDataError(.inconsistentSource, "nothing was copied: \(left.map(\.reason).joined(separator: "; "))")
+                }
+            }
             if !hasPostCopyStep { try await checkMergeConflicts(source: source, destination: destination, shapes: shapes) }
             var reports: [CaseCopyTableReport] = []
             var remap: BitRemap?
@@ -190,9 +212,32 @@ public struct CaseDataCopier: CaseCopyEngine {
                 try Task.checkCancellation()
                 try await postCopy(destination: destination, destinationTables: destinationTables, shapes: shapes, jobID: jobID, position: order.count)
             }
-            return reports
+            return (reports, excluded)
         }
-        return (reports, destinationTables)
+        do {
+            let (reports, excluded) = try await source.transaction(postgres: .repeatableRead, sqlite: .deferred, body)
+            return (reports, destinationTables, excluded)
+        } catch {
+            // A finished job's rows are never removed (a re-run only reads them).
+            guard !hasPostCopyStep, Self.undoes(error) else { throw error }
+            var note: String
+            do {
+                let removed = try await undo(destination: destination, jobID: jobID, order: order, shapes: shapesByTable)
+                logger.warning("failed copy undone", metadata: ["jobId": "\(jobID)", "removedRows": "\(removed)", "error": "\(error)"])
+                note = " (the rows this job had written to the destination were removed)"
+            } catch let undoError {
+                logger.error("the undo of a failed copy failed", metadata: ["jobId": "\(jobID)", "error": "\(undoError)"])
+                note = " (removing the rows this job had written failed: \(undoError))"
+            }
+            if var failure = error as? CaseDataError {
+                failure.message += note
+                throw failure
+            }
+            if let failure = error as? DatabaseError {
+                throw CaseDataError(.database, "copy \(jobID): \(failure.description)\(note)", underlying: failure)
+            }
+            throw error
+        }
     }
 
     /// The job's documents with their new exhibit and their files, by source id.
@@ -249,12 +294,14 @@ public struct CaseDataCopier: CaseCopyEngine {
     // MARK: Selection (in the source snapshot)
 
     /// Fills one temporary table of selected primary keys per table; returns the counts.
+    /// - Parameter excluding: root ids left out of the selection (and so everything below them).
     private func select(
-        source: CaseSQLConnection, order: [String], shapes: [String: TableShape], selection: CaseDocumentSelection
+        source: CaseSQLConnection, order: [String], shapes: [String: TableShape], selection: CaseDocumentSelection, excluding: [Int64]
     ) async throws -> [String: Int] {
         let postgres = source.kind == .postgres
         for name in order {
             guard let shape = shapes[name] else { continue }
+            try await source.execute("DROP TABLE IF EXISTS \(postgres ? "" : "temp.")\(shape.selection)")
             try await source.execute("CREATE TEMP TABLE \(shape.selection) (id bigint PRIMARY KEY)\(postgres ? " ON COMMIT DROP" : "")")
         }
         guard let root = shapes[settings.rootTable] else { throw CaseDataError(.invalidSchema, "no table '\(settings.rootTable)'") }
@@ -275,6 +322,9 @@ public struct CaseDataCopier: CaseCopyEngine {
             try await selectThroughLink(source: source, root: root, shapes: shapes, target: settings.labelTable, id: id)
         case .folderID(let id):
             try await selectThroughLink(source: source, root: root, shapes: shapes, target: settings.folderTable, id: id)
+        }
+        if !excluding.isEmpty {
+            try await source.query("DELETE FROM \(root.selection) WHERE id IN (\(excluding.map(String.init).joined(separator: ", ")))")
         }
         // Below the root, parents first: a row whose every downward parent is selected.
         for name in order {
@@ -325,6 +375,115 @@ public struct CaseDataCopier: CaseCopyEngine {
             counts[name] = try await source.query("SELECT count(*) AS n FROM \(shape.selection)").first?["n"].int ?? 0
         }
         return counts
+    }
+
+    // MARK: Broken references (before anything is written)
+
+    /// The selected documents with a row (theirs or below them) referencing a row the source case
+    /// does not have, each with every such reference. A broken reference in a row above the
+    /// documents (a parent table) belongs to no document: it fails the copy with
+    /// ``CaseDataError/Code/inconsistentSource``.
+    private func brokenReferences(source: CaseSQLConnection, order: [String], shapes: [String: TableShape]) async throws
+        -> [CaseExcludedDocument]
+    {
+        let q = CaseSQLConnection.quote
+        guard let root = shapes[settings.rootTable] else { return [] }
+        var reasons: [Int64: [String]] = [:]
+        var unattributed: [String] = []
+        for name in order {
+            guard let shape = shapes[name] else { continue }
+            let document = documentExpression(shape, alias: "t", shapes: shapes, depth: 0) ?? "NULL"
+            for key in shape.foreignKeys where key.referencedTable != name {
+                guard let parent = shapes[key.referencedTable] else { continue }
+                let rows = try await source.query("""
+                    SELECT \(document) AS doc, t.\(q(shape.primaryKey)) AS id, CAST(t.\(q(key.column)) AS text) AS value
+                    FROM \(q(name)) t
+                    WHERE t.\(q(shape.primaryKey)) IN (SELECT id FROM \(shape.selection)) AND t.\(q(key.column)) IS NOT NULL
+                      AND NOT EXISTS (SELECT 1 FROM \(q(parent.name)) p WHERE p.\(q(parent.primaryKey)) = t.\(q(key.column)))
+                    ORDER BY t.\(q(shape.primaryKey))
+                    """)
+                for row in rows {
+                    let text = "\(name) row \(row["id"].int64 ?? 0): \(key.column) = \(row["value"].string ?? "?") references no \(parent.name) row"
+                    if let doc = row["doc"].int64 { reasons[doc, default: []].append(text) } else { unattributed.append(text) }
+                }
+            }
+        }
+        guard unattributed.isEmpty else {
+            throw CaseDataError(.inconsistentSource, "nothing was copied: " + unattributed.prefix(20).joined(separator: "; "))
+        }
+        guard !reasons.isEmpty else { return [] }
+        var names: [Int64: String] = [:]
+        if root.columns.contains(settings.rootNameColumn) {
+            let hex = source.kind == .postgres
+                ? "upper(encode(convert_to(CAST(\(q(settings.rootNameColumn)) AS text), 'UTF8'), 'hex'))" : "hex(\(q(settings.rootNameColumn)))"
+            for row in try await source.query(
+                "SELECT \(q(root.primaryKey)) AS id, \(hex) AS name FROM \(q(root.name)) WHERE \(q(root.primaryKey)) IN (\(reasons.keys.map(String.init).joined(separator: ", ")))")
+            {
+                if let id = row["id"].int64, let name = row["name"].string { names[id] = Self.text(hex: name) }
+            }
+        }
+        return reasons.keys.sorted().map { id in
+            CaseExcludedDocument(sourceDocumentID: id, name: names[id], reason: (reasons[id] ?? []).joined(separator: "; "))
+        }
+    }
+
+    /// SQL for the root id a row of `shape` (aliased `alias`) belongs to, following its foreign
+    /// keys to tables below the root; nil for a table above the root.
+    private func documentExpression(_ shape: TableShape, alias: String, shapes: [String: TableShape], depth: Int) -> String? {
+        let q = CaseSQLConnection.quote
+        if shape.name == settings.rootTable { return "\(alias).\(q(shape.primaryKey))" }
+        guard shape.downward, depth < 16 else { return nil }
+        let paths = shape.foreignKeys.compactMap { key -> String? in
+            guard key.referencedTable != shape.name, let parent = shapes[key.referencedTable], parent.downward else { return nil }
+            if parent.name == settings.rootTable { return "\(alias).\(q(key.column))" }
+            let next = "a\(depth)"
+            guard let inner = documentExpression(parent, alias: next, shapes: shapes, depth: depth + 1) else { return nil }
+            return "(SELECT \(inner) FROM \(q(parent.name)) \(next) WHERE \(next).\(q(parent.primaryKey)) = \(alias).\(q(key.column)))"
+        }
+        switch paths.count {
+        case 0: return nil
+        case 1: return paths[0]
+        default: return "coalesce(\(paths.joined(separator: ", ")))"
+        }
+    }
+
+    // MARK: Undo of a failed copy
+
+    /// True for a failure a re-run of the job would not resume from: the job's rows are removed.
+    /// Cancellation, connection loss and other transient failures, and errors of the table hook,
+    /// keep them (a re-run resumes at the first unfinished table).
+    static func undoes(_ error: any Error) -> Bool {
+        switch error {
+        case let error as CaseDataError:
+            return error.code != .interrupted && !error.isTransient
+        case let error as DatabaseError:
+            return !error.isTransient
+        default:
+            return false
+        }
+    }
+
+    /// Deletes, in one destination transaction, every row the job inserted (children first; not
+    /// the rows it merged into), then its id map, checkpoints and undo record.
+    /// - Returns: the rows deleted.
+    private func undo(destination: CaseSQLConnection, jobID: String, order: [String], shapes: [String: TableShape]) async throws -> Int {
+        let q = CaseSQLConnection.quote
+        let postgres = destination.kind == .postgres
+        return try await destination.transaction { destination in
+            if postgres { try await destination.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7345102))", [.text(jobID)]) }
+            var removed = 0
+            for name in order.reversed() {
+                guard let shape = shapes[name] else { continue }
+                removed += try await destination.update("""
+                    DELETE FROM \(q(name)) WHERE \(q(shape.primaryKey)) IN (
+                        SELECT new_id FROM exchange_copy_inserted WHERE job_id = $1 AND table_name = $2)
+                    """, [.text(jobID), .text(name)])
+            }
+            for table in ["exchange_copy_inserted", "exchange_id_map", "exchange_copy_checkpoints"] {
+                try await destination.query("DELETE FROM \(table) WHERE job_id = $1", [.text(jobID)])
+            }
+            return removed
+        }
     }
 
     // MARK: Conflicts (before anything is written)
@@ -537,6 +696,14 @@ public struct CaseDataCopier: CaseCopyEngine {
                             "\(missing) rows of \(shape.name) reference \(key.referencedTable) rows job \(jobID) did not copy (the source changed between runs?)")
                     }
                 }
+                // The undo record: the rows this insert creates (not the rows merged into).
+                try await destination.query("""
+                    INSERT INTO exchange_copy_inserted (job_id, table_name, new_id)
+                    SELECT CAST($1 AS text), CAST($2 AS text), k.new_id FROM exch_stage s
+                    JOIN exchange_id_map k ON k.job_id = $1 AND k.table_name = $2 AND k.old_id = s.\(pk)
+                    WHERE NOT EXISTS (SELECT 1 FROM \(q(shape.name)) d WHERE d.\(pk) = k.new_id)
+                    ON CONFLICT DO NOTHING
+                    """, mapBinds)
                 inserted = try await destination.update("""
                     INSERT INTO \(q(shape.name)) (\(columnList))
                     SELECT \(expressions.joined(separator: ", ")) FROM exch_stage s
@@ -544,6 +711,10 @@ public struct CaseDataCopier: CaseCopyEngine {
                     WHERE NOT EXISTS (SELECT 1 FROM \(q(shape.name)) d WHERE d.\(pk) = k.new_id)
                     ON CONFLICT DO NOTHING
                     """, binds)
+                try await destination.query("""
+                    DELETE FROM exchange_copy_inserted WHERE job_id = $1 AND table_name = $2
+                      AND NOT EXISTS (SELECT 1 FROM \(q(shape.name)) d WHERE d.\(pk) = exchange_copy_inserted.new_id)
+                    """, mapBinds)
                 if postgres {
                     // The next tables (and the post-copy rules) join against this one: a table just
                     // filled has no statistics until autovacuum comes by.
@@ -679,7 +850,7 @@ public struct CaseDataCopier: CaseCopyEngine {
                 let values = q(settings.customFieldValueTable)
                 // The id as decimal text in a text field: a number field is a double, which holds
                 // integers exactly only up to 2^53.
-                try await destination.query("""
+                let created = try await destination.update("""
                     INSERT INTO \(fields) (name, field_type) SELECT CAST($1 AS text), 'text'
                     WHERE NOT EXISTS (SELECT 1 FROM \(fields) WHERE name = $1)
                     """, [.text(settings.sourceExhibitField)])
@@ -691,6 +862,11 @@ public struct CaseDataCopier: CaseCopyEngine {
                 }
                 guard row["field_type"].string == "text" else {
                     throw Self.exhibitFieldConflict(settings, type: row["field_type"].string)
+                }
+                if created > 0 {
+                    try await destination.query(
+                        "INSERT INTO exchange_copy_inserted (job_id, table_name, new_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                        [.text(jobID), .text(settings.customFieldTable), .integer(field)])
                 }
                 let binds: [SQLValue] = [.text(jobID), .integer(field), .text(settings.exhibitTable)]
                 try await destination.query("""

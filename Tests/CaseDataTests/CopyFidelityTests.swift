@@ -139,4 +139,81 @@ struct CopyFidelityTests {
             await destination.close()
         }
     }
+
+    /// Writes a reference to a row that does not exist, past the foreign-key checks.
+    private func breakReference(_ connection: TestCaseConnection, _ sql: String) async throws {
+        if connection.isPostgres {
+            try await connection.execute("SET session_replication_role = replica")
+            try await connection.query(sql)
+            try await connection.execute("SET session_replication_role = origin")
+        } else {
+            try await connection.execute("PRAGMA foreign_keys = OFF")
+            try await connection.query(sql)
+            try await connection.execute("PRAGMA foreign_keys = ON")
+        }
+    }
+
+    @Test("documents with a broken reference are left out by name, the rest copied at once", arguments: Backend.allCases)
+    func brokenReferenceExcludesTheDocument(backend: Backend) async throws {
+        try await withCaseDatabases(backend) { databases in
+            try await seedPair(databases, source: 531, destination: 532, documents: 10)
+            let source = try await TestCaseConnection.open(databases, caseID: 531)
+            try await breakReference(source, "UPDATE documents SET custodian_id = 777777 WHERE id = 4")
+            // Below a document: a label link to a label that does not exist.
+            let link = try #require(try await source.ids("SELECT min(id) FROM label_category_labels WHERE document_id = 6").first)
+            try await breakReference(source, "UPDATE label_category_labels SET label_id = 888888 WHERE id = \(link)")
+            let name4 = try #require(try await source.query("SELECT control_number FROM documents WHERE id = 4").first?["control_number"].string)
+            let started = ContinuousClock.now
+            let report = try await CaseDataCopier(databases: databases).copy(
+                sourceCase: 531, destinationCase: 532, selection: .documentIDs([3, 4, 5, 6, 7]), jobID: "broken")
+            #expect(ContinuousClock.now - started < .seconds(10))
+            #expect(report.documents.map(\.sourceDocumentID).sorted() == [3, 5, 7])
+            #expect(report.excludedDocuments.map(\.sourceDocumentID) == [4, 6])
+            let four = try #require(report.excludedDocuments.first)
+            #expect(four.name == name4)
+            #expect(four.reason == "documents row 4: custodian_id = 777777 references no custodians row")
+            #expect(report.excludedDocuments.last?.reason == "label_category_labels row \(link): label_id = 888888 references no labels row")
+            let destination = try await TestCaseConnection.open(databases, caseID: 532)
+            try await verifyExactCopy(source: source, destination: destination, job: "broken", documents: [3, 5, 7])
+            await source.close()
+            await destination.close()
+        }
+    }
+
+    @Test("a copy that fails for good leaves none of its rows behind, and a new job copies them once", arguments: Backend.allCases)
+    func failedCopyIsUndone(backend: Backend) async throws {
+        try await withCaseDatabases(backend) { databases in
+            try await seedPair(databases, source: 541, destination: 542, documents: 10)
+            let destination = try await TestCaseConnection.open(databases, caseID: 542)
+            let before = try await tableCounts(destination)
+            struct Stop: Error {}
+            // The first run stops after batches and custodians committed.
+            let stopping = CaseDataCopier(databases: databases, afterTable: { table, _ in if table == "custodians" { throw Stop() } })
+            let selection = CaseDocumentSelection.documentIDs([1, 2, 3])
+            await #expect(throws: Stop.self) {
+                try await stopping.copy(sourceCase: 541, destinationCase: 542, selection: selection, jobID: "undo")
+            }
+            #expect(try await tableCounts(destination) != before, "the stopped run left its finished tables for a resume")
+            // The source changes under the job: its resumed run cannot finish and is undone.
+            let source = try await TestCaseConnection.open(databases, caseID: 541)
+            try await source.query("INSERT INTO custodians (id, name) VALUES (900, 'Late Custodian')")
+            try await source.query("UPDATE documents SET custodian_id = 900 WHERE id = 2")
+            let failure = await #expect(throws: CaseDataError.self) {
+                try await CaseDataCopier(databases: databases).copy(sourceCase: 541, destinationCase: 542, selection: selection, jobID: "undo")
+            }
+            #expect(failure?.code == .inconsistentSource)
+            #expect(failure?.message.contains("were removed") == true, "\(String(describing: failure))")
+            #expect(try await tableCounts(destination) == before, "no row of the failed job is left")
+            for table in ["exchange_id_map", "exchange_copy_checkpoints", "exchange_copy_inserted"] {
+                #expect(try await destination.count(table, "job_id = 'undo'") == 0, "\(table)")
+            }
+            // A new job copies everything once.
+            let report = try await CaseDataCopier(databases: databases).copy(
+                sourceCase: 541, destinationCase: 542, selection: selection, jobID: "undo-2")
+            #expect(report.documents.count == 3)
+            try await verifyExactCopy(source: source, destination: destination, job: "undo-2", documents: [1, 2, 3])
+            await source.close()
+            await destination.close()
+        }
+    }
 }
