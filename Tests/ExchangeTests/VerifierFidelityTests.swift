@@ -9,6 +9,24 @@ import Testing
 
 @Suite("ExchangeVerifier fidelity")
 struct VerifierFidelityTests {
+    @Test("a file the store cannot read (a reserved name) is a named problem, not the end of the verification", arguments: Backend.allCases)
+    func unreadableFileIsAProblem(_ backend: Backend) async throws {
+        try await withBuiltExchange(backend, documents: 4) { built in
+            let document = try #require(built.report.documents.first)
+            let reserved = FileObjectStore.tempFilePrefix + "evil.pdf"
+            // The source case names the PDF rendition with the store's reserved temp-file prefix.
+            try await built.caseSQL(
+                built.request.sourceCaseID, "UPDATE document_variants SET file_name = $1 WHERE document_id = $2 AND variant_type = 'pdf'",
+                [.text(reserved), .integer(document.sourceDocumentID)])
+            let result = try await built.verifier.verify(jobID: built.jobID)
+            #expect(!result.isExact)
+            let key = try CaseKeys.documentFile(caseID: built.request.destinationCaseID, documentID: document.destinationDocumentID, fileName: reserved)
+            #expect(result.problems.contains { $0.contains("file \(key) (pdf of document \(document.destinationDocumentID)") && $0.contains("cannot be read") },
+                    "\(result.problems)")
+            #expect(result.filesChecked == 4, "the other files were still checked")
+        }
+    }
+
     @Test("the source exhibit id is compared as the exact decimal text", arguments: Backend.allCases)
     func sourceExhibitIDComparedExactly(_ backend: Backend) async throws {
         try await withBuiltExchange(backend, documents: 4) { built in
