@@ -2,7 +2,8 @@ import Foundation
 
 /// Which documents an exchange copies.
 public enum CaseDocumentSelection: Sendable, Hashable {
-    /// These document ids (ids missing in the source are ignored).
+    /// These document ids (ids the source does not have are listed in
+    /// ``CaseCopyReport/notFoundDocumentIDs``).
     case documentIDs([Int64])
     /// Every document carrying this label (a row of the table linking documents and labels).
     case labelID(Int64)
@@ -163,6 +164,9 @@ public struct CaseCopyReport: Sendable, Hashable, Codable {
     /// Selected documents not copied because a row of theirs references a row the source case
     /// does not have (found in the source snapshot before anything is written), by source id.
     public var excludedDocuments: [CaseExcludedDocument] = []
+    /// Requested document ids (``CaseDocumentSelection/documentIDs(_:)``) the source case does
+    /// not have, ascending.
+    public var notFoundDocumentIDs: [Int64] = []
     /// Seconds the call took.
     public var seconds: Double
 

@@ -101,7 +101,8 @@ public struct CaseDataCopier: CaseCopyEngine {
             guard source.kind == destination.kind else {
                 throw CaseDataError(.invalidArgument, "the source and destination databases are of different kinds")
             }
-            let (tables, destinationTables, excluded) = try await run(source: source, destination: destination, selection: selection, jobID: jobID)
+            let (tables, destinationTables, excluded, notFound) = try await run(
+                source: source, destination: destination, selection: selection, jobID: jobID)
             let documents = try await documentMappings(destination, jobID: jobID, tables: destinationTables)
             let mapSize = try await destination.query("SELECT count(*) AS n FROM exchange_id_map WHERE job_id = $1", [.text(jobID)])
                 .first?["n"].int ?? 0
@@ -110,8 +111,14 @@ public struct CaseDataCopier: CaseCopyEngine {
             let elapsed = ContinuousClock.now - started
             let report = CaseCopyReport(
                 jobID: jobID, sourceCaseID: sourceCase, destinationCaseID: destinationCase, tables: tables, idMapSize: mapSize,
-                documents: documents, excludedDocuments: excluded,
+                documents: documents, excludedDocuments: excluded, notFoundDocumentIDs: notFound,
                 seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+            if !notFound.isEmpty {
+                logger.warning("requested documents not in the source case", metadata: [
+                    "jobId": "\(jobID)", "sourceCaseId": "\(sourceCase)", "count": "\(notFound.count)",
+                    "sourceDocumentIds": "\(notFound.prefix(100).map(String.init).joined(separator: ","))",
+                ])
+            }
             for document in excluded {
                 logger.warning("document not copied", metadata: [
                     "jobId": "\(jobID)", "sourceDocumentId": "\(document.sourceDocumentID)", "name": "\(document.name ?? "")",
@@ -136,7 +143,7 @@ public struct CaseDataCopier: CaseCopyEngine {
     // MARK: The run
 
     private func run(source: CaseSQLConnection, destination: CaseSQLConnection, selection: CaseDocumentSelection, jobID: String) async throws
-        -> ([CaseCopyTableReport], Set<String>, [CaseExcludedDocument])
+        -> ([CaseCopyTableReport], Set<String>, [CaseExcludedDocument], [Int64])
     {
         let kind = source.kind
         try await destination.execute(kind == .postgres ? CaseSchema.postgresV2 : CaseSchema.sqliteV2)
@@ -175,9 +182,15 @@ public struct CaseDataCopier: CaseCopyEngine {
         let hasPostCopyStep = finished[Self.postCopyStep] != nil
         let destinationTables = Set(destinationCatalog.tables.keys)
 
-        let body: @Sendable (CaseSQLConnection) async throws -> ([CaseCopyTableReport], [CaseExcludedDocument]) = { source in
+        let body: @Sendable (CaseSQLConnection) async throws -> ([CaseCopyTableReport], [CaseExcludedDocument], [Int64]) = { source in
             let shapes = shapesByTable
             var counts = try await select(source: source, order: order, shapes: shapes, selection: selection, excluding: [])
+            // Requested ids the source does not have (the root selection holds the ones it has).
+            var notFound: [Int64] = []
+            if case .documentIDs(let ids) = selection, let root = shapes[settings.rootTable] {
+                let present = Set(try await source.query("SELECT id FROM \(root.selection)").compactMap { $0["id"].int64 })
+                notFound = Set(ids).subtracting(present).sorted()
+            }
             // References to rows the source does not have: their documents are left out, by name.
             let excluded = try await brokenReferences(source: source, order: order, shapes: shapes)
             if !excluded.isEmpty {
@@ -212,11 +225,11 @@ public struct CaseDataCopier: CaseCopyEngine {
                 try Task.checkCancellation()
                 try await postCopy(destination: destination, destinationTables: destinationTables, shapes: shapes, jobID: jobID, position: order.count)
             }
-            return (reports, excluded)
+            return (reports, excluded, notFound)
         }
         do {
-            let (reports, excluded) = try await source.transaction(postgres: .repeatableRead, sqlite: .deferred, body)
-            return (reports, destinationTables, excluded)
+            let (reports, excluded, notFound) = try await source.transaction(postgres: .repeatableRead, sqlite: .deferred, body)
+            return (reports, destinationTables, excluded, notFound)
         } catch {
             // A finished job's rows are never removed (a re-run only reads them).
             guard !hasPostCopyStep, Self.undoes(error) else { throw error }

@@ -216,4 +216,22 @@ struct CopyFidelityTests {
             await destination.close()
         }
     }
+
+    @Test("requested ids the source lacks are reported as not found; ids of 2^53 and more are copied exactly", arguments: Backend.allCases)
+    func notFoundAndLargeDocumentIDs(backend: Backend) async throws {
+        try await withCaseDatabases(backend) { databases in
+            try await seedPair(databases, source: 551, destination: 552, documents: 10)
+            let source = try await TestCaseConnection.open(databases, caseID: 551)
+            let big: Int64 = 9_007_199_254_740_995  // a double rounds it to ...996
+            try await source.query("INSERT INTO documents (id, control_number, file_name) VALUES (\(big), 'BIG-DOC', 'big.pdf')")
+            let report = try await CaseDataCopier(databases: databases).copy(
+                sourceCase: 551, destinationCase: 552, selection: .documentIDs([2, big, 424_242, big + 1]), jobID: "not-found")
+            #expect(report.documents.map(\.sourceDocumentID).sorted() == [2, big])
+            #expect(report.notFoundDocumentIDs == [424_242, big + 1])
+            let destination = try await TestCaseConnection.open(databases, caseID: 552)
+            #expect(try await idMap(destination, job: "not-found")["documents"]?[big] != nil)
+            await source.close()
+            await destination.close()
+        }
+    }
 }
