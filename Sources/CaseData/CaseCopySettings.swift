@@ -167,6 +167,10 @@ public struct CaseCopyReport: Sendable, Hashable, Codable {
     /// Requested document ids (``CaseDocumentSelection/documentIDs(_:)``) the source case does
     /// not have, ascending.
     public var notFoundDocumentIDs: [Int64] = []
+    /// What was copied but not as the source has it, one sentence each: confidentiality bits set on
+    /// selected rows with no code in the source case (no name to map them by, so they are not
+    /// carried over).
+    public var warnings: [String] = []
     /// Seconds the call took.
     public var seconds: Double
 

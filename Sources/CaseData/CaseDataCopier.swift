@@ -101,7 +101,7 @@ public struct CaseDataCopier: CaseCopyEngine {
             guard source.kind == destination.kind else {
                 throw CaseDataError(.invalidArgument, "the source and destination databases are of different kinds")
             }
-            let (tables, destinationTables, excluded, notFound) = try await run(
+            let (tables, destinationTables, excluded, notFound, warnings) = try await run(
                 source: source, destination: destination, selection: selection, jobID: jobID)
             let documents = try await documentMappings(destination, jobID: jobID, tables: destinationTables)
             let mapSize = try await destination.query("SELECT count(*) AS n FROM exchange_id_map WHERE job_id = $1", [.text(jobID)])
@@ -111,8 +111,11 @@ public struct CaseDataCopier: CaseCopyEngine {
             let elapsed = ContinuousClock.now - started
             let report = CaseCopyReport(
                 jobID: jobID, sourceCaseID: sourceCase, destinationCaseID: destinationCase, tables: tables, idMapSize: mapSize,
-                documents: documents, excludedDocuments: excluded, notFoundDocumentIDs: notFound,
+                documents: documents, excludedDocuments: excluded, notFoundDocumentIDs: notFound, warnings: warnings,
                 seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+            for warning in warnings {
+                logger.warning("copy warning", metadata: ["jobId": "\(jobID)", "warning": "\(warning)"])
+            }
             if !notFound.isEmpty {
                 logger.warning("requested documents not in the source case", metadata: [
                     "jobId": "\(jobID)", "sourceCaseId": "\(sourceCase)", "count": "\(notFound.count)",
@@ -143,7 +146,7 @@ public struct CaseDataCopier: CaseCopyEngine {
     // MARK: The run
 
     private func run(source: CaseSQLConnection, destination: CaseSQLConnection, selection: CaseDocumentSelection, jobID: String) async throws
-        -> ([CaseCopyTableReport], Set<String>, [CaseExcludedDocument], [Int64])
+        -> ([CaseCopyTableReport], Set<String>, [CaseExcludedDocument], [Int64], [String])
     {
         let kind = source.kind
         try await destination.execute(kind == .postgres ? CaseSchema.postgresV2 : CaseSchema.sqliteV2)
@@ -182,7 +185,7 @@ public struct CaseDataCopier: CaseCopyEngine {
         let hasPostCopyStep = finished[Self.postCopyStep] != nil
         let destinationTables = Set(destinationCatalog.tables.keys)
 
-        let body: @Sendable (CaseSQLConnection) async throws -> ([CaseCopyTableReport], [CaseExcludedDocument], [Int64]) = { source in
+        let body: @Sendable (CaseSQLConnection) async throws -> ([CaseCopyTableReport], [CaseExcludedDocument], [Int64], [String]) = { source in
             let shapes = shapesByTable
             var counts = try await select(source: source, order: order, shapes: shapes, selection: selection, excluding: [])
             // Requested ids the source does not have (the root selection holds the ones it has).
@@ -202,6 +205,7 @@ public struct CaseDataCopier: CaseCopyEngine {
                 }
             }
             if !hasPostCopyStep { try await checkMergeConflicts(source: source, destination: destination, shapes: shapes) }
+            let warnings = try await uncodedBits(source: source, order: order, shapes: shapes)
             var reports: [CaseCopyTableReport] = []
             var remap: BitRemap?
             for name in order {
@@ -225,11 +229,11 @@ public struct CaseDataCopier: CaseCopyEngine {
                 try Task.checkCancellation()
                 try await postCopy(destination: destination, destinationTables: destinationTables, shapes: shapes, jobID: jobID, position: order.count)
             }
-            return (reports, excluded, notFound)
+            return (reports, excluded, notFound, warnings)
         }
         do {
-            let (reports, excluded, notFound) = try await source.transaction(postgres: .repeatableRead, sqlite: .deferred, body)
-            return (reports, destinationTables, excluded, notFound)
+            let (reports, excluded, notFound, warnings) = try await source.transaction(postgres: .repeatableRead, sqlite: .deferred, body)
+            return (reports, destinationTables, excluded, notFound, warnings)
         } catch {
             // A finished job's rows are never removed (a re-run only reads them).
             guard !hasPostCopyStep, Self.undoes(error) else { throw error }
@@ -458,6 +462,39 @@ public struct CaseDataCopier: CaseCopyEngine {
         case 1: return paths[0]
         default: return "coalesce(\(paths.joined(separator: ", ")))"
         }
+    }
+
+    // MARK: Confidentiality bits without a code
+
+    /// One warning per table whose selected rows set confidentiality bits (0…63) that no code of
+    /// the source case has: the remap goes by code name, so such bits are not carried over.
+    private func uncodedBits(source: CaseSQLConnection, order: [String], shapes: [String: TableShape]) async throws -> [String] {
+        let q = CaseSQLConnection.quote
+        let column = settings.confidentialityBitmaskColumn
+        var coded = Set<Int64>()
+        if let codes = shapes[settings.confidentialityTable], codes.columns.contains(settings.confidentialityBitColumn) {
+            coded = Set(try await source.query("SELECT \(q(settings.confidentialityBitColumn)) AS bit FROM \(q(codes.name))")
+                .compactMap { $0["bit"].int64 })
+        }
+        var warnings: [String] = []
+        for name in order {
+            guard let shape = shapes[name], shape.downward, shape.columns.contains(column) else { continue }
+            var rowsPerBit: [Int64: Int] = [:]
+            for row in try await source.query("""
+                SELECT t.\(q(column)) AS v, count(*) AS n FROM \(q(name)) t
+                WHERE t.\(q(shape.primaryKey)) IN (SELECT id FROM \(shape.selection)) AND t.\(q(column)) <> 0 GROUP BY t.\(q(column))
+                """)
+            {
+                guard let value = row["v"].int64 else { continue }
+                for bit in Int64(0)...63 where (value >> bit) & 1 == 1 && !coded.contains(bit) {
+                    rowsPerBit[bit, default: 0] += row["n"].int ?? 0
+                }
+            }
+            guard !rowsPerBit.isEmpty else { continue }
+            let bits = rowsPerBit.keys.sorted().map { "\($0) (\(rowsPerBit[$0] ?? 0) rows)" }.joined(separator: ", ")
+            warnings.append("\(name).\(column): bits \(bits) have no confidentiality code in the source case and are not carried over")
+        }
+        return warnings
     }
 
     // MARK: Undo of a failed copy

@@ -138,6 +138,7 @@ public struct ExchangeVerifier: Sendable {
         }
         result.documents = rows.documents.count
         result.rowsChecked = rows.rowsChecked
+        result.warnings = rows.warnings
         result.tablesChecked = rows.tablesChecked
 
         // Events (which documents were not found decides which files are expected).

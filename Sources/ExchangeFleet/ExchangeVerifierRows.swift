@@ -14,6 +14,8 @@ struct RowCheckOutcome: Sendable {
     var files: [ExpectedFile]
     /// Native file names per source document (for NATIVE_DOCUMENT_COPIED).
     var nativeFileNames: [Int64: [String]]
+    /// Not problems: confidentiality bits of compared rows with no code in the source case.
+    var warnings: [String] = []
 }
 
 /// One file the exchange should have copied.
@@ -194,6 +196,8 @@ struct RowVerifier: Sendable {
         // 4. Table by table.
         var rowsChecked = 0
         var tablesChecked = 0
+        // Per table, per confidentiality bit no source code has: the compared rows carrying it.
+        var uncoded: [String: [Int64: Int]] = [:]
         for name in plan.order {
             guard let table = plan.tables[name], let pk = table.primaryKey, let shared = columns[name] else { continue }
             tablesChecked += 1
@@ -265,7 +269,11 @@ struct RowVerifier: Sendable {
                             expectedValue = .null
                             rule = " (cleared by the copy)"
                         } else if column == copy.confidentialityBitmaskColumn, let remap {
-                            expectedValue = .integer(remap.apply(sourceRow[column].int64 ?? 0))
+                            let value = sourceRow[column].int64 ?? 0
+                            for bit in Int64(0)...63 where (value >> bit) & 1 == 1 && !remap.coded.contains(bit) {
+                                uncoded[name, default: [:]][bit, default: 0] += 1
+                            }
+                            expectedValue = .integer(remap.apply(value))
                             rule = " (source \(sourceRow[column]) remapped to the destination's codes)"
                         } else if name == copy.customFieldValueTable, ["text_value", "number_value", "date_value"].contains(column),
                             let exhibitField, row["custom_field_id"].int64 == exhibitField, let exhibit = sourceRow["exhibit_id"].int64,
@@ -326,8 +334,14 @@ struct RowVerifier: Sendable {
                 if wanted { files.append(ExpectedFile(sourceDocumentID: old, destinationDocumentID: new, name: name, variant: variant)) }
             }
         }
+        let warnings = uncoded.keys.sorted().compactMap { name -> String? in
+            guard let bits = uncoded[name], !bits.isEmpty else { return nil }
+            let list = bits.keys.sorted().map { "\($0) (\(bits[$0] ?? 0) rows)" }.joined(separator: ", ")
+            return "\(name).\(copy.confidentialityBitmaskColumn): bits \(list) have no confidentiality code in the source case and were not carried over"
+        }
         return RowCheckOutcome(
-            documents: documents, rowsChecked: rowsChecked, tablesChecked: tablesChecked, files: files, nativeFileNames: natives)
+            documents: documents, rowsChecked: rowsChecked, tablesChecked: tablesChecked, files: files, nativeFileNames: natives,
+            warnings: warnings)
     }
 
     /// Equality of two cells; an integer equals a REAL only when the REAL is exactly that integer
@@ -376,7 +390,7 @@ struct RowVerifier: Sendable {
         for (old, new) in map[copy.confidentialityTable] ?? [:] {
             if let from = sourceBits[old], let to = destinationBits[new] { pairs.append((from, to)) }
         }
-        return VerifierBitRemap(pairs: pairs)
+        return VerifierBitRemap(pairs: pairs, coded: Set(sourceBits.values))
     }
 
     // MARK: Reads
@@ -550,6 +564,8 @@ struct VerifierPlan: Sendable {
 /// The confidentiality bitmask rewrite: each source bit moved to its destination bit.
 struct VerifierBitRemap: Sendable {
     var pairs: [(Int64, Int64)]
+    /// The bit positions the source case's codes use.
+    var coded: Set<Int64>
 
     func apply(_ value: Int64) -> Int64 {
         var result: Int64 = 0

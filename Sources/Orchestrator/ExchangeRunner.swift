@@ -58,11 +58,14 @@ public struct PayloadDetail: Sendable, Hashable, Codable {
     public var documents: Int
     /// Messages sent (PAYLOAD_CONSTRUCTION_FINISHED only).
     public var messages: Int?
+    /// The copy's warnings (DB_COPY_FINISHED only; see ``CopyOutcome/warnings``).
+    public var warnings: [String]?
 
     /// A value with the given fields.
-    public init(documents: Int, messages: Int? = nil) {
+    public init(documents: Int, messages: Int? = nil, warnings: [String]? = nil) {
         self.documents = documents
         self.messages = messages
+        self.warnings = warnings
     }
 }
 
@@ -146,7 +149,8 @@ public struct ExchangeRunner: Sendable {
                 return try await drainer.abort(jobID, target: .failed, reason: "the case-data copy failed after its retries")
             }
             let next = try await transition(
-                record, to: .constructingPayload, publishing: .dbCopyFinished, detail: PayloadDetail(documents: outcome.documents.count))
+                record, to: .constructingPayload, publishing: .dbCopyFinished,
+                detail: PayloadDetail(documents: outcome.documents.count, warnings: outcome.warnings))
             failpoint(next, after: record.state)
             return try await constructPayload(next, outcome: outcome)
         case .constructingPayload:

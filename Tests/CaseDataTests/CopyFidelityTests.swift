@@ -234,4 +234,21 @@ struct CopyFidelityTests {
             await destination.close()
         }
     }
+
+    @Test("confidentiality bits with no code in the source are reported as a warning", arguments: Backend.allCases)
+    func uncodedConfidentialityBits(backend: Backend) async throws {
+        try await withCaseDatabases(backend) { databases in
+            try await seedPair(databases, source: 561, destination: 562, documents: 10)
+            let source = try await TestCaseConnection.open(databases, caseID: 561)
+            #expect(try await source.count("confidentiality_codes", "bit_position IN (40, 63)") == 0)
+            try await source.query(
+                "UPDATE documents SET confidentiality_status = confidentiality_status | 1099511627776 | CAST('-9223372036854775808' AS bigint) WHERE id = 3")
+            let report = try await CaseDataCopier(databases: databases).copy(
+                sourceCase: 561, destinationCase: 562, selection: .documentIDs([2, 3]), jobID: "bits")
+            #expect(report.warnings == [
+                "documents.confidentiality_status: bits 40 (1 rows), 63 (1 rows) have no confidentiality code in the source case and are not carried over"
+            ])
+            await source.close()
+        }
+    }
 }

@@ -42,4 +42,21 @@ struct VerifierFidelityTests {
                     "\(result.problems)")
         }
     }
+
+    @Test("confidentiality bits with no code in the source are a warning of the verification, not silence", arguments: Backend.allCases)
+    func uncodedBitsAreAWarning(_ backend: Backend) async throws {
+        try await withBuiltExchange(backend, documents: 4) { built in
+            let document = try await built.someRow("documents")
+            try await built.caseSQL(
+                built.request.sourceCaseID,
+                "UPDATE documents SET confidentiality_status = confidentiality_status | 1099511627776 | CAST('-9223372036854775808' AS bigint) WHERE id = $1",
+                [.integer(document.old)])
+            let result = try await built.verifier.verify(jobID: built.jobID)
+            #expect(result.isExact, "\(result.problems)")
+            #expect(result.warnings == [
+                "documents.confidentiality_status: bits 40 (1 rows), 63 (1 rows) have no confidentiality code in the source case and were not carried over"
+            ])
+            #expect(result.summary.contains("1 warning(s)"))
+        }
+    }
 }
