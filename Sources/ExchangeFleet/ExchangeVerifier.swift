@@ -19,7 +19,8 @@ import Orchestrator
 ///    confidentiality codes their bitmasks use, exactly as ``CaseDataCopier`` walks the catalog).
 ///    The job's `exchange_id_map` in the destination must map exactly those rows, each once, and
 ///    each mapped destination row must equal its source row column by column, foreign keys
-///    compared through the map; the copier's rules are checked as rules: the cleared columns
+///    compared through the map, every other cell as the database holds it (PostgreSQL: type and
+///    text output; SQLite: `typeof()` and `hex()`, a REAL to 17 digits), not as decoded; the copier's rules are checked as rules: the cleared columns
 ///    (`exhibits.document_properties`) are NULL, the confidentiality bitmask equals the source's
 ///    remapped by code, rows merged by name (label categories, folder tags, confidentiality codes,
 ///    custom fields) only need the same name, and every copied exhibit carries the source exhibit

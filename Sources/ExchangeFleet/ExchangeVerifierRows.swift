@@ -223,15 +223,22 @@ struct RowVerifier: Sendable {
             let cleared = Set((copy.clearedColumns[name] ?? []).filter { shared.contains($0) })
             let foreign = Dictionary((keys[name] ?? []).map { ($0.column, $0.referencedTable) }, uniquingKeysWith: { first, _ in first })
             let compared = expected.filter { mapped[$0] != nil }.sorted()
+            // Keys and rule inputs are read as integers; every other column as the database holds
+            // it (``cellExpression(_:kind:)``), never through the client's decoding.
+            var raw: Set<String> = [pk]
+            raw.formUnion(foreign.keys)
+            if remap != nil { raw.insert(copy.confidentialityBitmaskColumn) }
+            let held = Set(shared).subtracting(raw)
+            let kind = source.kind
             var start = 0
             while start < compared.count {
                 let batch = Array(compared[start..<min(compared.count, start + settings.batchRows)])
                 start += settings.batchRows
                 let before = Dictionary(
-                    try await fetch(source, table: name, columns: shared, where: pk, in: batch).map { ($0[pk].int64 ?? 0, $0) },
+                    try await fetch(source, table: name, columns: shared, where: pk, in: batch, held: held).map { ($0[pk].int64 ?? 0, $0) },
                     uniquingKeysWith: { first, _ in first })
                 let after = Dictionary(
-                    try await fetch(destination, table: name, columns: shared, where: pk, in: batch.compactMap { mapped[$0] })
+                    try await fetch(destination, table: name, columns: shared, where: pk, in: batch.compactMap { mapped[$0] }, held: held)
                         .map { ($0[pk].int64 ?? 0, $0) },
                     uniquingKeysWith: { first, _ in first })
                 for old in batch {
@@ -247,7 +254,7 @@ struct RowVerifier: Sendable {
                     rowsChecked += 1
                     if let mergeColumn {
                         if row[mergeColumn] != sourceRow[mergeColumn] {
-                            problems.add("\(name) row \(new) (source \(old), merged by \(mergeColumn)): \(mergeColumn) is \(row[mergeColumn]), expected \(sourceRow[mergeColumn])")
+                            problems.add("\(name) row \(new) (source \(old), merged by \(mergeColumn)): \(mergeColumn) is \(Self.display(row[mergeColumn], kind: kind)), expected \(Self.display(sourceRow[mergeColumn], kind: kind))")
                         }
                         continue
                     }
@@ -266,7 +273,7 @@ struct RowVerifier: Sendable {
                             }
                             rule = " (source \(sourceRow[column]) through the id map)"
                         } else if cleared.contains(column) {
-                            expectedValue = .null
+                            expectedValue = held.contains(column) ? .text(Self.heldNull) : .null
                             rule = " (cleared by the copy)"
                         } else if column == copy.confidentialityBitmaskColumn, let remap {
                             let value = sourceRow[column].int64 ?? 0
@@ -281,15 +288,17 @@ struct RowVerifier: Sendable {
                         {
                             // The source exhibit id, as decimal text compared exactly; the other value columns empty.
                             let wanted: SQLValue = column == "text_value" ? .text(String(exhibit)) : .null
-                            if row[column] != wanted {
-                                problems.add("\(name) row \(new) (source \(old)): \(column) is \(row[column]), expected \(column == "text_value" ? "the source exhibit id \(exhibit)" : "NULL")")
+                            let held = held.contains(column) ? Self.held(wanted, kind: kind) : wanted
+                            if row[column] != held {
+                                problems.add("\(name) row \(new) (source \(old)): \(column) is \(Self.display(row[column], kind: kind)), expected \(column == "text_value" ? "the source exhibit id \(exhibit)" : "NULL")")
                             }
                             continue
                         } else {
                             expectedValue = sourceRow[column]
                         }
-                        if !Self.same(row[column], expectedValue) {
-                            problems.add("\(name) row \(new) (source \(old)): \(column) is \(row[column]), expected \(expectedValue)\(rule)")
+                        // Cells read as held compare as text (type and bytes); keys and rule values as integers.
+                        if held.contains(column) ? row[column] != expectedValue : !Self.same(row[column], expectedValue) {
+                            problems.add("\(name) row \(new) (source \(old)): \(column) is \(Self.display(row[column], kind: kind)), expected \(Self.display(expectedValue, kind: kind))\(rule)")
                         }
                     }
                 }
@@ -396,12 +405,15 @@ struct RowVerifier: Sendable {
     // MARK: Reads
 
     /// Rows of `table` whose `column` is one of `ids`, in batches of ``ExchangeVerifier/Settings/batchRows``.
+    /// - Parameter held: columns read as the database holds them (``cellExpression(_:kind:)``).
     private func fetch(
-        _ connection: CaseDatabaseConnection, table: String, columns: [String], where column: String, in ids: [Int64]
+        _ connection: CaseDatabaseConnection, table: String, columns: [String], where column: String, in ids: [Int64],
+        held: Set<String> = []
     ) async throws -> [SQLRow] {
         guard !ids.isEmpty, !columns.isEmpty else { return [] }
         let q = Self.quote
-        let list = columns.map(q).joined(separator: ", ")
+        let list = columns.map { held.contains($0) ? "\(Self.cellExpression($0, kind: connection.kind)) AS \(q($0))" : q($0) }
+            .joined(separator: ", ")
         let condition = connection.kind == .postgres
             ? "\(q(column)) = ANY(CAST($1 AS bigint[]))" : "\(q(column)) IN (SELECT value FROM json_each($1))"
         let unique = Array(Set(ids)).sorted()
@@ -419,6 +431,73 @@ struct RowVerifier: Sendable {
     }
 
     static func quote(_ identifier: String) -> String { "\"" + identifier.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
+
+    // MARK: Cells as the database holds them
+
+    /// A NULL cell read through ``cellExpression(_:kind:)``.
+    static let heldNull = "null"
+
+    /// SQL for a cell as the database holds it, as ASCII text: PostgreSQL `type:text output`
+    /// (exact for every type, doubles included); SQLite `typeof:hex(bytes)`, a REAL as
+    /// `real:` with 17 significant digits (exact for a double). NULL is `null`.
+    static func cellExpression(_ column: String, kind: CaseDatabaseKind) -> String {
+        let c = quote(column)
+        switch kind {
+        case .postgres:
+            return "CASE WHEN \(c) IS NULL THEN 'null' ELSE pg_typeof(\(c))::text || ':' || CAST(\(c) AS text) END"
+        case .sqlite:
+            return "CASE typeof(\(c)) WHEN 'null' THEN 'null' WHEN 'real' THEN 'real:' || printf('%!.17g', \(c)) "
+                + "ELSE typeof(\(c)) || ':' || hex(\(c)) END"
+        }
+    }
+
+    /// `value` as ``cellExpression(_:kind:)`` renders a text cell holding it (or NULL).
+    static func held(_ value: SQLValue, kind: CaseDatabaseKind) -> SQLValue {
+        guard case .text(let text) = value else { return .text(heldNull) }
+        switch kind {
+        case .postgres: return .text("text:" + text)
+        case .sqlite: return .text("text:" + text.utf8.map { byte in
+            let digits = String(byte, radix: 16, uppercase: true)
+            return digits.count == 1 ? "0" + digits : digits
+        }.joined())
+        }
+    }
+
+    /// A cell for a problem sentence: read-as-held cells shown as their value (text quoted, bytes
+    /// that are not UTF-8 as `X'…'`), other cells as they are.
+    static func display(_ value: SQLValue, kind: CaseDatabaseKind) -> String {
+        guard case .text(let cell) = value, let colon = cell.firstIndex(of: ":") else {
+            if case .text(heldNull) = value { return "NULL" }
+            return "\(value)"
+        }
+        let type = String(cell[..<colon])
+        let body = String(cell[cell.index(after: colon)...])
+        switch kind {
+        case .postgres:
+            let numeric: Set<String> = ["smallint", "integer", "bigint", "real", "double precision", "numeric"]
+            return numeric.contains(type) ? body : "'\(body)'"
+        case .sqlite:
+            switch type {
+            case "integer", "real":
+                return type == "real" ? body : String(decoding: Self.bytes(hex: body), as: UTF8.self)
+            case "text":
+                let bytes = Self.bytes(hex: body)
+                return String(validating: bytes, as: UTF8.self).map { "'\($0)'" } ?? "X'\(body)'"
+            default:
+                return "X'\(body)'"
+            }
+        }
+    }
+
+    private static func bytes(hex: String) -> [UInt8] {
+        var bytes: [UInt8] = []
+        var index = hex.startIndex
+        while index != hex.endIndex, let next = hex.index(index, offsetBy: 2, limitedBy: hex.endIndex) {
+            if let byte = UInt8(hex[index..<next], radix: 16) { bytes.append(byte) }
+            index = next
+        }
+        return bytes
+    }
 
     // MARK: Catalog and plan (as the copy engine derives them)
 

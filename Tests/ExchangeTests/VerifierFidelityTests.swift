@@ -59,4 +59,18 @@ struct VerifierFidelityTests {
             #expect(result.summary.contains("1 warning(s)"))
         }
     }
+
+    @Test("cells are compared as the database holds them: bytes that are not UTF-8 differ from U+FFFD (SQLite)")
+    func cellsComparedAsHeld() async throws {
+        try await withBuiltExchange(.sqlite, documents: 4) { built in
+            let document = try await built.someRow("documents")
+            // The source holds caf + 0xE9; the destination what a lossy decoder makes of it.
+            try await built.caseSQL(
+                built.request.sourceCaseID, "UPDATE documents SET title = CAST(X'636166e9' AS TEXT) WHERE id = $1", [.integer(document.old)])
+            try await built.caseSQL(
+                built.request.destinationCaseID, "UPDATE documents SET title = CAST(X'636166efbfbd' AS TEXT) WHERE id = $1", [.integer(document.new)])
+            let result = try await built.verifier.verify(jobID: built.jobID)
+            #expect(result.problems == ["documents row \(document.new) (source \(document.old)): title is 'caf\u{FFFD}', expected X'636166E9'"])
+        }
+    }
 }
