@@ -178,6 +178,24 @@ public struct CaseCopyReport: Sendable, Hashable, Codable {
     public var insertedRows: Int { tables.reduce(0) { $0 + $1.insertedRows } }
 }
 
+extension CaseCopyReport {
+    /// Decodes a report; `excludedDocuments`, `notFoundDocumentIDs` and `warnings` may be absent
+    /// (reports written before they existed) and are then empty.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        jobID = try container.decode(String.self, forKey: .jobID)
+        sourceCaseID = try container.decode(Int64.self, forKey: .sourceCaseID)
+        destinationCaseID = try container.decode(Int64.self, forKey: .destinationCaseID)
+        tables = try container.decode([CaseCopyTableReport].self, forKey: .tables)
+        idMapSize = try container.decode(Int.self, forKey: .idMapSize)
+        documents = try container.decode([CaseDocumentMapping].self, forKey: .documents)
+        excludedDocuments = try container.decodeIfPresent([CaseExcludedDocument].self, forKey: .excludedDocuments) ?? []
+        notFoundDocumentIDs = try container.decodeIfPresent([Int64].self, forKey: .notFoundDocumentIDs) ?? []
+        warnings = try container.decodeIfPresent([String].self, forKey: .warnings) ?? []
+        seconds = try container.decode(Double.self, forKey: .seconds)
+    }
+}
+
 /// What the orchestrator calls to copy case data (a protocol so it can be replaced in tests).
 public protocol CaseCopyEngine: Sendable {
     /// Copies the selected documents and everything reachable from them; resumable and

@@ -163,10 +163,9 @@ struct CopyFidelityTests {
             let link = try #require(try await source.ids("SELECT min(id) FROM label_category_labels WHERE document_id = 6").first)
             try await breakReference(source, "UPDATE label_category_labels SET label_id = 888888 WHERE id = \(link)")
             let name4 = try #require(try await source.query("SELECT control_number FROM documents WHERE id = 4").first?["control_number"].string)
-            let started = ContinuousClock.now
+            // One run, no error: the broken references are found before anything is written.
             let report = try await CaseDataCopier(databases: databases).copy(
                 sourceCase: 531, destinationCase: 532, selection: .documentIDs([3, 4, 5, 6, 7]), jobID: "broken")
-            #expect(ContinuousClock.now - started < .seconds(10))
             #expect(report.documents.map(\.sourceDocumentID).sorted() == [3, 5, 7])
             #expect(report.excludedDocuments.map(\.sourceDocumentID) == [4, 6])
             let four = try #require(report.excludedDocuments.first)
