@@ -668,7 +668,8 @@ public struct CaseDataCopier: CaseCopyEngine {
                     try await destination.execute("ANALYZE exch_stage")
                 } else {
                     try await destination.execute("DROP TABLE IF EXISTS temp.exch_stage")
-                    try await destination.execute("CREATE TEMP TABLE exch_stage AS SELECT \(columnList) FROM main.\(q(shape.name)) WHERE 0")
+                    try await destination.execute(
+                        "CREATE TEMP TABLE exch_stage AS SELECT \(columnList), CAST(NULL AS TEXT) AS exch_text FROM main.\(q(shape.name)) WHERE 0")
                     try await stageSQLite(shape, source: source, destination: destination, batchRows: settings.sqliteBatchRows)
                     // Without it SQLite may drive the joins below from the id map and scan the stage per row.
                     try await destination.execute("CREATE UNIQUE INDEX temp.exch_stage_key ON exch_stage (\(pk))")
@@ -793,24 +794,25 @@ public struct CaseDataCopier: CaseCopyEngine {
 
     /// SQLite: reads the selected rows page by page (keyset on the primary key) into the stage.
     ///
-    /// Values travel as the bytes the source holds: a text value is read as a blob with a flag
-    /// (`CAST(c AS BLOB)`, `typeof(c) = 'text'`) and written back with `CAST(… AS TEXT)`, so text
-    /// that is not valid UTF-8 keeps its bytes (a Swift `String` could not hold them).
+    /// Values travel as the bytes the source holds: a text value is read as a blob
+    /// (`CAST(c AS BLOB)`), a per-row mask column `exch_text` marks which cells were text, and one
+    /// `UPDATE` turns those back with `CAST(… AS TEXT)`. So text that is not valid UTF-8 keeps its
+    /// bytes (a Swift `String` could not hold them).
     private func stageSQLite(_ shape: TableShape, source: CaseSQLConnection, destination: CaseSQLConnection, batchRows: Int) async throws {
         let q = CaseSQLConnection.quote
         let pk = q(shape.primaryKey)
         let columnList = shape.columns.map(q).joined(separator: ", ")
-        let selectList = shape.columns.map { column in
-            "CASE WHEN typeof(\(q(column))) = 'text' THEN CAST(\(q(column)) AS BLOB) ELSE \(q(column)) END, typeof(\(q(column))) = 'text'"
-        }.joined(separator: ", ")
-        let keyIndex = 2 * (shape.columns.firstIndex(of: shape.primaryKey) ?? 0)
-        // Two parameters per column (value, text flag); SQLite allows 32766 per statement.
-        let parameters = 2 * shape.columns.count
-        let rowsPerInsert = max(1, min(batchRows, 32_000 / max(1, parameters)))
+        let selectList = shape.columns.map { "CASE WHEN typeof(\(q($0))) = 'text' THEN CAST(\(q($0)) AS BLOB) ELSE \(q($0)) END" }
+            .joined(separator: ", ")
+        let mask = shape.columns.map { "CASE WHEN typeof(\(q($0))) = 'text' THEN 't' ELSE 'f' END" }.joined(separator: " || ")
+        let keyIndex = shape.columns.firstIndex(of: shape.primaryKey) ?? 0
+        // One parameter per column and the mask; SQLite allows 32766 per statement.
+        let parameters = shape.columns.count + 1
+        let rowsPerInsert = max(1, min(batchRows, 32_000 / parameters))
         var last = Int64.min
         while true {
             let rows = try await source.query(
-                "SELECT \(selectList) FROM \(q(shape.name)) WHERE \(pk) IN (SELECT id FROM \(shape.selection)) AND \(pk) > $1 ORDER BY \(pk) LIMIT $2",
+                "SELECT \(selectList), \(mask) FROM \(q(shape.name)) WHERE \(pk) IN (SELECT id FROM \(shape.selection)) AND \(pk) > $1 ORDER BY \(pk) LIMIT $2",
                 [.integer(last), .integer(Int64(batchRows))])
             guard let final = rows.last else { break }
             last = final[keyIndex].int64 ?? Int64.max
@@ -818,17 +820,18 @@ public struct CaseDataCopier: CaseCopyEngine {
             while start < rows.count {
                 let slice = rows[start..<min(rows.count, start + rowsPerInsert)]
                 let placeholders = slice.indices.map { row in
-                    "(" + (0..<shape.columns.count).map { column in
-                        let value = (row - start) * parameters + 2 * column + 1
-                        return "CASE WHEN $\(value + 1) THEN CAST($\(value) AS TEXT) ELSE $\(value) END"
-                    }.joined(separator: ", ") + ")"
+                    "(" + (0..<parameters).map { "$\((row - start) * parameters + $0 + 1)" }.joined(separator: ", ") + ")"
                 }.joined(separator: ", ")
                 try await destination.query(
-                    "INSERT INTO exch_stage (\(columnList)) VALUES \(placeholders)", slice.flatMap { Array($0.values) })
+                    "INSERT INTO exch_stage (\(columnList), exch_text) VALUES \(placeholders)", slice.flatMap { Array($0.values) })
                 start += rowsPerInsert
             }
             if rows.count < batchRows { break }
         }
+        let restore = shape.columns.enumerated().map { offset, column in
+            "\(q(column)) = CASE WHEN substr(exch_text, \(offset + 1), 1) = 't' THEN CAST(\(q(column)) AS TEXT) ELSE \(q(column)) END"
+        }.joined(separator: ", ")
+        try await destination.execute("UPDATE exch_stage SET \(restore) WHERE instr(exch_text, 't') > 0")
     }
 
     /// Bit positions for the confidentiality codes this job creates in the destination: the
