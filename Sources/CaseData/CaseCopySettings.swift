@@ -2,7 +2,8 @@ import Foundation
 
 /// Which documents an exchange copies.
 public enum CaseDocumentSelection: Sendable, Hashable {
-    /// These document ids (ids missing in the source are ignored).
+    /// These document ids (ids the source does not have are listed in
+    /// ``CaseCopyReport/notFoundDocumentIDs``).
     case documentIDs([Int64])
     /// Every document carrying this label (a row of the table linking documents and labels).
     case labelID(Int64)
@@ -19,10 +20,12 @@ public enum CaseDocumentSelection: Sendable, Hashable {
 /// | `EXCHANGER_CASE_COPY_SQLITE_BATCH_ROWS` | rows read and staged per statement (SQLite) | 500 |
 /// | `EXCHANGER_CASE_COPY_STATEMENT_TIMEOUT_SECONDS` | PostgreSQL `statement_timeout` of the copy's sessions (0: none) | 3600 |
 /// | `EXCHANGER_CASE_COPY_IDLE_TIMEOUT_SECONDS` | PostgreSQL `idle_in_transaction_session_timeout` (the source snapshot stays open while the destination writes; 0: none) | 3600 |
-/// | `EXCHANGER_CASE_COPY_SOURCE_EXHIBIT_FIELD` | name of the number custom field holding the source exhibit id | `Source Exhibit ID` |
+/// | `EXCHANGER_CASE_COPY_SOURCE_EXHIBIT_FIELD` | name of the text custom field holding the source exhibit id (decimal digits) | `Source Exhibit ID` |
 public struct CaseCopySettings: Sendable, Hashable {
     /// The table the walk starts from.
     public var rootTable = "documents"
+    /// The root table's column naming a document in reports (excluded documents).
+    public var rootNameColumn = "control_number"
     /// The label table (selection by label: documents linked to it through a table referencing both).
     public var labelTable = "labels"
     /// The folder table (selection by folder, likewise).
@@ -32,6 +35,10 @@ public struct CaseCopySettings: Sendable, Hashable {
     public var mergeByColumn: [String: String] = [
         "label_categories": "name", "folder_tags": "name", "confidentiality_codes": "name", "custom_fields": "name",
     ]
+    /// Columns a row merged by name must have equal in the source and the destination (a custom
+    /// field's type): when they differ the copy fails with ``CaseDataError/Code/conflict`` before
+    /// writing anything, instead of writing values into a field of another type.
+    public var mergeMustAgree: [String: [String]] = ["custom_fields": ["field_type"]]
     /// Columns written as NULL on the copied rows.
     public var clearedColumns: [String: [String]] = ["exhibits": ["document_properties"]]
     /// The confidentiality codes table, its name and bit columns, and the bitmask column (in any
@@ -47,9 +54,10 @@ public struct CaseCopySettings: Sendable, Hashable {
     public var exhibitTable = "exhibits"
     /// The custom field definitions.
     public var customFieldTable = "custom_fields"
-    /// The custom field values (`custom_field_id`, `exhibit_id`, `number_value`).
+    /// The custom field values (`custom_field_id`, `exhibit_id`, `text_value`).
     public var customFieldValueTable = "custom_field_values"
-    /// The number custom field the source exhibit id is written to.
+    /// The text custom field the source exhibit id is written to, as decimal digits (exact for
+    /// every 64-bit id). A field of that name and another type is a ``CaseDataError/Code/conflict``.
     public var sourceExhibitField = "Source Exhibit ID"
     /// The table listing each document's files (for the report's ``CaseDocumentMapping/files``).
     public var variantTable = "document_variants"
@@ -129,6 +137,16 @@ public struct CaseDocumentFile: Sendable, Hashable, Codable {
     public var variant: String
 }
 
+/// A selected document the copy left out, with the reason.
+public struct CaseExcludedDocument: Sendable, Hashable, Codable {
+    /// The document's id in the source case.
+    public var sourceDocumentID: Int64
+    /// Its name (``CaseCopySettings/rootNameColumn``), when it has one.
+    public var name: String?
+    /// Why it was left out: each reference to a row the source case does not have.
+    public var reason: String
+}
+
 /// The outcome of ``CaseCopyEngine/copy(sourceCase:destinationCase:selection:jobID:)``.
 public struct CaseCopyReport: Sendable, Hashable, Codable {
     /// The job the copy ran for.
@@ -143,11 +161,39 @@ public struct CaseCopyReport: Sendable, Hashable, Codable {
     public var idMapSize: Int
     /// The selected documents, old → new id, by source id.
     public var documents: [CaseDocumentMapping]
+    /// Selected documents not copied because a row of theirs references a row the source case
+    /// does not have (found in the source snapshot before anything is written), by source id.
+    public var excludedDocuments: [CaseExcludedDocument] = []
+    /// Requested document ids (``CaseDocumentSelection/documentIDs(_:)``) the source case does
+    /// not have, ascending.
+    public var notFoundDocumentIDs: [Int64] = []
+    /// What was copied but not as the source has it, one sentence each: confidentiality bits set on
+    /// selected rows with no code in the source case (no name to map them by, so they are not
+    /// carried over).
+    public var warnings: [String] = []
     /// Seconds the call took.
     public var seconds: Double
 
     /// Rows inserted by this run, all tables together.
     public var insertedRows: Int { tables.reduce(0) { $0 + $1.insertedRows } }
+}
+
+extension CaseCopyReport {
+    /// Decodes a report; `excludedDocuments`, `notFoundDocumentIDs` and `warnings` may be absent
+    /// (reports written before they existed) and are then empty.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        jobID = try container.decode(String.self, forKey: .jobID)
+        sourceCaseID = try container.decode(Int64.self, forKey: .sourceCaseID)
+        destinationCaseID = try container.decode(Int64.self, forKey: .destinationCaseID)
+        tables = try container.decode([CaseCopyTableReport].self, forKey: .tables)
+        idMapSize = try container.decode(Int.self, forKey: .idMapSize)
+        documents = try container.decode([CaseDocumentMapping].self, forKey: .documents)
+        excludedDocuments = try container.decodeIfPresent([CaseExcludedDocument].self, forKey: .excludedDocuments) ?? []
+        notFoundDocumentIDs = try container.decodeIfPresent([Int64].self, forKey: .notFoundDocumentIDs) ?? []
+        warnings = try container.decodeIfPresent([String].self, forKey: .warnings) ?? []
+        seconds = try container.decode(Double.self, forKey: .seconds)
+    }
 }
 
 /// What the orchestrator calls to copy case data (a protocol so it can be replaced in tests).

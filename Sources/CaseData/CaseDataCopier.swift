@@ -21,9 +21,18 @@ import SQLiteClient
 ///   transaction ending with its row in `exchange_copy_checkpoints`; a re-run resumes at the first
 ///   unfinished table.
 /// - Post-copy rules: `document_properties` cleared on the copied exhibits, the source exhibit id
-///   written to a number custom field of each copied exhibit, the `confidentiality_status` bitmask
-///   remapped to the destination's codes (by name), label categories, folder tags, confidentiality
-///   codes and custom fields merged into the destination's rows of the same name.
+///   written as decimal text to a text custom field of each copied exhibit, the
+///   `confidentiality_status` bitmask remapped to the destination's codes (by name), label
+///   categories, folder tags, confidentiality codes and custom fields merged into the
+///   destination's rows of the same name (compared byte for byte).
+/// - Before anything is written (in the source snapshot): a merged row whose defining columns
+///   differ from the destination's row of the same name (``CaseCopySettings/mergeMustAgree``, a
+///   custom field's type) fails the copy with ``CaseDataError/Code/conflict``; a selected
+///   document whose row, or a row below it, references a row the source does not have is left
+///   out and listed in ``CaseCopyReport/excludedDocuments`` with the reason.
+/// - A copy that fails for good (not cancelled, not a transient database error, not an error of
+///   the table hook) removes the rows the job inserted (recorded in `exchange_copy_inserted`), its
+///   id map and checkpoints; a finished job is never undone.
 ///
 /// Self-referencing foreign keys are rewritten when the referenced row is copied too, but the
 /// walk does not add such rows by itself: a reference to an unselected row of the same table
@@ -71,8 +80,9 @@ public struct CaseDataCopier: CaseCopyEngine {
     /// Copies the selected documents of `sourceCase` with everything reachable from them into
     /// `destinationCase`.
     /// - Throws: ``CaseDataError``: `.invalidArgument` (same case, empty job id), `.notFound`
-    ///   (a case database is missing), `.invalidSchema`, `.database`, `.interrupted` (cancelled);
-    ///   an error thrown by the table hook as it is.
+    ///   (a case database is missing), `.invalidSchema`, `.conflict` (a merged custom field of
+    ///   another type), `.inconsistentSource`, `.database`, `.interrupted` (cancelled); an error
+    ///   thrown by the table hook as it is.
     public func copy(sourceCase: Int64, destinationCase: Int64, selection: CaseDocumentSelection, jobID: String) async throws -> CaseCopyReport {
         guard sourceCase != destinationCase else {
             throw CaseDataError(.invalidArgument, "the source and destination case are the same (\(sourceCase))")
@@ -91,7 +101,8 @@ public struct CaseDataCopier: CaseCopyEngine {
             guard source.kind == destination.kind else {
                 throw CaseDataError(.invalidArgument, "the source and destination databases are of different kinds")
             }
-            let (tables, destinationTables) = try await run(source: source, destination: destination, selection: selection, jobID: jobID)
+            let (tables, destinationTables, excluded, notFound, warnings) = try await run(
+                source: source, destination: destination, selection: selection, jobID: jobID)
             let documents = try await documentMappings(destination, jobID: jobID, tables: destinationTables)
             let mapSize = try await destination.query("SELECT count(*) AS n FROM exchange_id_map WHERE job_id = $1", [.text(jobID)])
                 .first?["n"].int ?? 0
@@ -100,7 +111,23 @@ public struct CaseDataCopier: CaseCopyEngine {
             let elapsed = ContinuousClock.now - started
             let report = CaseCopyReport(
                 jobID: jobID, sourceCaseID: sourceCase, destinationCaseID: destinationCase, tables: tables, idMapSize: mapSize,
-                documents: documents, seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+                documents: documents, excludedDocuments: excluded, notFoundDocumentIDs: notFound, warnings: warnings,
+                seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+            for warning in warnings {
+                logger.warning("copy warning", metadata: ["jobId": "\(jobID)", "warning": "\(warning)"])
+            }
+            if !notFound.isEmpty {
+                logger.warning("requested documents not in the source case", metadata: [
+                    "jobId": "\(jobID)", "sourceCaseId": "\(sourceCase)", "count": "\(notFound.count)",
+                    "sourceDocumentIds": "\(notFound.prefix(100).map(String.init).joined(separator: ","))",
+                ])
+            }
+            for document in excluded {
+                logger.warning("document not copied", metadata: [
+                    "jobId": "\(jobID)", "sourceDocumentId": "\(document.sourceDocumentID)", "name": "\(document.name ?? "")",
+                    "reason": "\(document.reason)",
+                ])
+            }
             logger.info("case data copied", metadata: [
                 "jobId": "\(jobID)", "sourceCaseId": "\(sourceCase)", "caseId": "\(destinationCase)", "documents": "\(documents.count)",
                 "insertedRows": "\(report.insertedRows)", "seconds": "\(report.seconds)",
@@ -119,7 +146,7 @@ public struct CaseDataCopier: CaseCopyEngine {
     // MARK: The run
 
     private func run(source: CaseSQLConnection, destination: CaseSQLConnection, selection: CaseDocumentSelection, jobID: String) async throws
-        -> ([CaseCopyTableReport], Set<String>)
+        -> ([CaseCopyTableReport], Set<String>, [CaseExcludedDocument], [Int64], [String])
     {
         let kind = source.kind
         try await destination.execute(kind == .postgres ? CaseSchema.postgresV2 : CaseSchema.sqliteV2)
@@ -158,9 +185,27 @@ public struct CaseDataCopier: CaseCopyEngine {
         let hasPostCopyStep = finished[Self.postCopyStep] != nil
         let destinationTables = Set(destinationCatalog.tables.keys)
 
-        let reports = try await source.transaction(postgres: .repeatableRead, sqlite: .deferred) { source in
+        let body: @Sendable (CaseSQLConnection) async throws -> ([CaseCopyTableReport], [CaseExcludedDocument], [Int64], [String]) = { source in
             let shapes = shapesByTable
-            let counts = try await select(source: source, order: order, shapes: shapes, selection: selection)
+            var counts = try await select(source: source, order: order, shapes: shapes, selection: selection, excluding: [])
+            // Requested ids the source does not have (the root selection holds the ones it has).
+            var notFound: [Int64] = []
+            if case .documentIDs(let ids) = selection, let root = shapes[settings.rootTable] {
+                let present = Set(try await source.query("SELECT id FROM \(root.selection)").compactMap { $0["id"].int64 })
+                notFound = Set(ids).subtracting(present).sorted()
+            }
+            // References to rows the source does not have: their documents are left out, by name.
+            let excluded = try await brokenReferences(source: source, order: order, shapes: shapes)
+            if !excluded.isEmpty {
+                counts = try await select(
+                    source: source, order: order, shapes: shapes, selection: selection, excluding: excluded.map(\.sourceDocumentID))
+                let left = try await brokenReferences(source: source, order: order, shapes: shapes)
+                guard left.isEmpty else {
+                    throw CaseDataError(.inconsistentSource, "nothing was copied: \(left.map(\.reason).joined(separator: "; "))")
+                }
+            }
+            if !hasPostCopyStep { try await checkMergeConflicts(source: source, destination: destination, shapes: shapes) }
+            let warnings = try await uncodedBits(source: source, order: order, shapes: shapes)
             var reports: [CaseCopyTableReport] = []
             var remap: BitRemap?
             for name in order {
@@ -184,9 +229,32 @@ public struct CaseDataCopier: CaseCopyEngine {
                 try Task.checkCancellation()
                 try await postCopy(destination: destination, destinationTables: destinationTables, shapes: shapes, jobID: jobID, position: order.count)
             }
-            return reports
+            return (reports, excluded, notFound, warnings)
         }
-        return (reports, destinationTables)
+        do {
+            let (reports, excluded, notFound, warnings) = try await source.transaction(postgres: .repeatableRead, sqlite: .deferred, body)
+            return (reports, destinationTables, excluded, notFound, warnings)
+        } catch {
+            // A finished job's rows are never removed (a re-run only reads them).
+            guard !hasPostCopyStep, Self.undoes(error) else { throw error }
+            var note: String
+            do {
+                let removed = try await undo(destination: destination, jobID: jobID, order: order, shapes: shapesByTable)
+                logger.warning("failed copy undone", metadata: ["jobId": "\(jobID)", "removedRows": "\(removed)", "error": "\(error)"])
+                note = " (the rows this job had written to the destination were removed)"
+            } catch let undoError {
+                logger.error("the undo of a failed copy failed", metadata: ["jobId": "\(jobID)", "error": "\(undoError)"])
+                note = " (removing the rows this job had written failed: \(undoError))"
+            }
+            if var failure = error as? CaseDataError {
+                failure.message += note
+                throw failure
+            }
+            if let failure = error as? DatabaseError {
+                throw CaseDataError(.database, "copy \(jobID): \(failure.description)\(note)", underlying: failure)
+            }
+            throw error
+        }
     }
 
     /// The job's documents with their new exhibit and their files, by source id.
@@ -243,12 +311,14 @@ public struct CaseDataCopier: CaseCopyEngine {
     // MARK: Selection (in the source snapshot)
 
     /// Fills one temporary table of selected primary keys per table; returns the counts.
+    /// - Parameter excluding: root ids left out of the selection (and so everything below them).
     private func select(
-        source: CaseSQLConnection, order: [String], shapes: [String: TableShape], selection: CaseDocumentSelection
+        source: CaseSQLConnection, order: [String], shapes: [String: TableShape], selection: CaseDocumentSelection, excluding: [Int64]
     ) async throws -> [String: Int] {
         let postgres = source.kind == .postgres
         for name in order {
             guard let shape = shapes[name] else { continue }
+            try await source.execute("DROP TABLE IF EXISTS \(postgres ? "" : "temp.")\(shape.selection)")
             try await source.execute("CREATE TEMP TABLE \(shape.selection) (id bigint PRIMARY KEY)\(postgres ? " ON COMMIT DROP" : "")")
         }
         guard let root = shapes[settings.rootTable] else { throw CaseDataError(.invalidSchema, "no table '\(settings.rootTable)'") }
@@ -269,6 +339,9 @@ public struct CaseDataCopier: CaseCopyEngine {
             try await selectThroughLink(source: source, root: root, shapes: shapes, target: settings.labelTable, id: id)
         case .folderID(let id):
             try await selectThroughLink(source: source, root: root, shapes: shapes, target: settings.folderTable, id: id)
+        }
+        if !excluding.isEmpty {
+            try await source.query("DELETE FROM \(root.selection) WHERE id IN (\(excluding.map(String.init).joined(separator: ", ")))")
         }
         // Below the root, parents first: a row whose every downward parent is selected.
         for name in order {
@@ -319,6 +392,226 @@ public struct CaseDataCopier: CaseCopyEngine {
             counts[name] = try await source.query("SELECT count(*) AS n FROM \(shape.selection)").first?["n"].int ?? 0
         }
         return counts
+    }
+
+    // MARK: Broken references (before anything is written)
+
+    /// The selected documents with a row (theirs or below them) referencing a row the source case
+    /// does not have, each with every such reference. A broken reference in a row above the
+    /// documents (a parent table) belongs to no document: it fails the copy with
+    /// ``CaseDataError/Code/inconsistentSource``.
+    private func brokenReferences(source: CaseSQLConnection, order: [String], shapes: [String: TableShape]) async throws
+        -> [CaseExcludedDocument]
+    {
+        let q = CaseSQLConnection.quote
+        guard let root = shapes[settings.rootTable] else { return [] }
+        var reasons: [Int64: [String]] = [:]
+        var unattributed: [String] = []
+        for name in order {
+            guard let shape = shapes[name] else { continue }
+            let document = documentExpression(shape, alias: "t", shapes: shapes, depth: 0) ?? "NULL"
+            for key in shape.foreignKeys where key.referencedTable != name {
+                guard let parent = shapes[key.referencedTable] else { continue }
+                let rows = try await source.query("""
+                    SELECT \(document) AS doc, t.\(q(shape.primaryKey)) AS id, CAST(t.\(q(key.column)) AS text) AS value
+                    FROM \(q(name)) t
+                    WHERE t.\(q(shape.primaryKey)) IN (SELECT id FROM \(shape.selection)) AND t.\(q(key.column)) IS NOT NULL
+                      AND NOT EXISTS (SELECT 1 FROM \(q(parent.name)) p WHERE p.\(q(parent.primaryKey)) = t.\(q(key.column)))
+                    ORDER BY t.\(q(shape.primaryKey))
+                    """)
+                for row in rows {
+                    let text = "\(name) row \(row["id"].int64 ?? 0): \(key.column) = \(row["value"].string ?? "?") references no \(parent.name) row"
+                    if let doc = row["doc"].int64 { reasons[doc, default: []].append(text) } else { unattributed.append(text) }
+                }
+            }
+        }
+        guard unattributed.isEmpty else {
+            throw CaseDataError(.inconsistentSource, "nothing was copied: " + unattributed.prefix(20).joined(separator: "; "))
+        }
+        guard !reasons.isEmpty else { return [] }
+        var names: [Int64: String] = [:]
+        if root.columns.contains(settings.rootNameColumn) {
+            let hex = source.kind == .postgres
+                ? "upper(encode(convert_to(CAST(\(q(settings.rootNameColumn)) AS text), 'UTF8'), 'hex'))" : "hex(\(q(settings.rootNameColumn)))"
+            for row in try await source.query(
+                "SELECT \(q(root.primaryKey)) AS id, \(hex) AS name FROM \(q(root.name)) WHERE \(q(root.primaryKey)) IN (\(reasons.keys.map(String.init).joined(separator: ", ")))")
+            {
+                if let id = row["id"].int64, let name = row["name"].string { names[id] = Self.text(hex: name) }
+            }
+        }
+        return reasons.keys.sorted().map { id in
+            CaseExcludedDocument(sourceDocumentID: id, name: names[id], reason: (reasons[id] ?? []).joined(separator: "; "))
+        }
+    }
+
+    /// SQL for the root id a row of `shape` (aliased `alias`) belongs to, following its foreign
+    /// keys to tables below the root; nil for a table above the root.
+    private func documentExpression(_ shape: TableShape, alias: String, shapes: [String: TableShape], depth: Int) -> String? {
+        let q = CaseSQLConnection.quote
+        if shape.name == settings.rootTable { return "\(alias).\(q(shape.primaryKey))" }
+        guard shape.downward, depth < 16 else { return nil }
+        let paths = shape.foreignKeys.compactMap { key -> String? in
+            guard key.referencedTable != shape.name, let parent = shapes[key.referencedTable], parent.downward else { return nil }
+            if parent.name == settings.rootTable { return "\(alias).\(q(key.column))" }
+            let next = "a\(depth)"
+            guard let inner = documentExpression(parent, alias: next, shapes: shapes, depth: depth + 1) else { return nil }
+            return "(SELECT \(inner) FROM \(q(parent.name)) \(next) WHERE \(next).\(q(parent.primaryKey)) = \(alias).\(q(key.column)))"
+        }
+        switch paths.count {
+        case 0: return nil
+        case 1: return paths[0]
+        default: return "coalesce(\(paths.joined(separator: ", ")))"
+        }
+    }
+
+    // MARK: Confidentiality bits without a code
+
+    /// One warning per table whose selected rows set confidentiality bits (0…63) that no code of
+    /// the source case has: the remap goes by code name, so such bits are not carried over.
+    private func uncodedBits(source: CaseSQLConnection, order: [String], shapes: [String: TableShape]) async throws -> [String] {
+        let q = CaseSQLConnection.quote
+        let column = settings.confidentialityBitmaskColumn
+        var coded = Set<Int64>()
+        if let codes = shapes[settings.confidentialityTable], codes.columns.contains(settings.confidentialityBitColumn) {
+            coded = Set(try await source.query("SELECT \(q(settings.confidentialityBitColumn)) AS bit FROM \(q(codes.name))")
+                .compactMap { $0["bit"].int64 })
+        }
+        var warnings: [String] = []
+        for name in order {
+            guard let shape = shapes[name], shape.downward, shape.columns.contains(column) else { continue }
+            var rowsPerBit: [Int64: Int] = [:]
+            for row in try await source.query("""
+                SELECT t.\(q(column)) AS v, count(*) AS n FROM \(q(name)) t
+                WHERE t.\(q(shape.primaryKey)) IN (SELECT id FROM \(shape.selection)) AND t.\(q(column)) <> 0 GROUP BY t.\(q(column))
+                """)
+            {
+                guard let value = row["v"].int64 else { continue }
+                for bit in Int64(0)...63 where (value >> bit) & 1 == 1 && !coded.contains(bit) {
+                    rowsPerBit[bit, default: 0] += row["n"].int ?? 0
+                }
+            }
+            guard !rowsPerBit.isEmpty else { continue }
+            let bits = rowsPerBit.keys.sorted().map { "\($0) (\(rowsPerBit[$0] ?? 0) rows)" }.joined(separator: ", ")
+            warnings.append("\(name).\(column): bits \(bits) have no confidentiality code in the source case and are not carried over")
+        }
+        return warnings
+    }
+
+    // MARK: Undo of a failed copy
+
+    /// True for a failure a re-run of the job would not resume from: the job's rows are removed.
+    /// Cancellation, connection loss and other transient failures, and errors of the table hook,
+    /// keep them (a re-run resumes at the first unfinished table).
+    static func undoes(_ error: any Error) -> Bool {
+        switch error {
+        case let error as CaseDataError:
+            return error.code != .interrupted && !error.isTransient
+        case let error as DatabaseError:
+            return !error.isTransient
+        default:
+            return false
+        }
+    }
+
+    /// Deletes, in one destination transaction, every row the job inserted (children first; not
+    /// the rows it merged into), then its id map, checkpoints and undo record.
+    /// - Returns: the rows deleted.
+    private func undo(destination: CaseSQLConnection, jobID: String, order: [String], shapes: [String: TableShape]) async throws -> Int {
+        let q = CaseSQLConnection.quote
+        let postgres = destination.kind == .postgres
+        return try await destination.transaction { destination in
+            if postgres { try await destination.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7345102))", [.text(jobID)]) }
+            var removed = 0
+            for name in order.reversed() {
+                guard let shape = shapes[name] else { continue }
+                removed += try await destination.update("""
+                    DELETE FROM \(q(name)) WHERE \(q(shape.primaryKey)) IN (
+                        SELECT new_id FROM exchange_copy_inserted WHERE job_id = $1 AND table_name = $2)
+                    """, [.text(jobID), .text(name)])
+            }
+            for table in ["exchange_copy_inserted", "exchange_id_map", "exchange_copy_checkpoints"] {
+                try await destination.query("DELETE FROM \(table) WHERE job_id = $1", [.text(jobID)])
+            }
+            return removed
+        }
+    }
+
+    // MARK: Conflicts (before anything is written)
+
+    /// Fails with ``CaseDataError/Code/conflict`` when a selected row merged by name differs from
+    /// the destination's row of that name in a column of ``CaseCopySettings/mergeMustAgree``, or
+    /// when the source-exhibit-id field exists (in the destination, or among the selected rows) with
+    /// another type than text. Names and values are compared as bytes (hex), in both dialects.
+    private func checkMergeConflicts(source: CaseSQLConnection, destination: CaseSQLConnection, shapes: [String: TableShape]) async throws {
+        let q = CaseSQLConnection.quote
+        var conflicts: [String] = []
+        for (table, mergeColumn) in settings.mergeByColumn.sorted(by: { $0.key < $1.key }) {
+            guard let shape = shapes[table], shape.columns.contains(mergeColumn) else { continue }
+            let agree = (settings.mergeMustAgree[table] ?? []).filter { shape.columns.contains($0) }
+            let checksExhibitField = table == settings.customFieldTable && shape.columns.contains("field_type")
+            guard !agree.isEmpty || checksExhibitField else { continue }
+            let columns = [mergeColumn] + agree
+            func hex(_ connection: CaseSQLConnection, _ column: String) -> String {
+                connection.kind == .postgres
+                    ? "upper(encode(convert_to(CAST(\(q(column)) AS text), 'UTF8'), 'hex'))" : "hex(\(q(column)))"
+            }
+            func read(_ connection: CaseSQLConnection, where condition: String) async throws -> [[String]] {
+                let list = columns.enumerated().map { "\(hex(connection, $0.element)) AS c\($0.offset)" }.joined(separator: ", ")
+                return try await connection.query("SELECT \(list) FROM \(q(table)) \(condition)").map { row in
+                    columns.indices.map { row["c\($0)"].string ?? "" }
+                }
+            }
+            let selected = try await read(source, where: "WHERE \(q(shape.primaryKey)) IN (SELECT id FROM \(shape.selection))")
+            let existing = Dictionary(
+                try await read(destination, where: "").map { ($0[0], $0) }, uniquingKeysWith: { first, _ in first })
+            let exhibitField = Self.hexText(settings.sourceExhibitField)
+            for row in selected {
+                if let other = existing[row[0]] {
+                    for (offset, column) in agree.enumerated() where row[offset + 1] != other[offset + 1] {
+                        conflicts.append(
+                            "\(table) '\(Self.text(hex: row[0]))' has \(column) '\(Self.text(hex: row[offset + 1]))' in the source and '\(Self.text(hex: other[offset + 1]))' in the destination")
+                    }
+                }
+            }
+            if checksExhibitField, let typeIndex = columns.firstIndex(of: "field_type") {
+                let textType = Self.hexText("text")
+                if let field = existing[exhibitField], field[typeIndex] != textType {
+                    conflicts.append(Self.exhibitFieldConflict(settings, type: Self.text(hex: field[typeIndex])).message)
+                } else if let field = selected.first(where: { $0[0] == exhibitField }), field[typeIndex] != textType {
+                    conflicts.append(
+                        "the source's custom field '\(settings.sourceExhibitField)' is of type '\(Self.text(hex: field[typeIndex]))'; the copy writes the source exhibit ids to a text field of that name (set EXCHANGER_CASE_COPY_SOURCE_EXHIBIT_FIELD to another name)")
+                }
+            }
+        }
+        guard conflicts.isEmpty else {
+            throw CaseDataError(.conflict, "nothing was copied: " + conflicts.joined(separator: "; "))
+        }
+    }
+
+    /// The conflict of an existing source-exhibit-id field of another type than text.
+    static func exhibitFieldConflict(_ settings: CaseCopySettings, type: String?) -> CaseDataError {
+        CaseDataError(
+            .conflict,
+            "the destination's custom field '\(settings.sourceExhibitField)' is of type '\(type ?? "?")'; the copy writes the source exhibit ids to a text field of that name (set EXCHANGER_CASE_COPY_SOURCE_EXHIBIT_FIELD to another name)")
+    }
+
+    /// Upper-case hex of a string's UTF-8 bytes.
+    static func hexText(_ text: String) -> String {
+        text.utf8.map { byte in
+            let digits = String(byte, radix: 16, uppercase: true)
+            return digits.count == 1 ? "0" + digits : digits
+        }.joined()
+    }
+
+    /// The text of hex-encoded bytes, for messages (bytes that are not UTF-8 shown as `X'…'`).
+    static func text(hex: String) -> String {
+        var bytes: [UInt8] = []
+        var index = hex.startIndex
+        while let next = hex.index(index, offsetBy: 2, limitedBy: hex.endIndex), index != hex.endIndex {
+            if let byte = UInt8(hex[index..<next], radix: 16) { bytes.append(byte) }
+            index = next
+        }
+        return String(validating: bytes, as: UTF8.self) ?? "X'\(hex)'"
     }
 
     /// Root rows linked to `target` row `id` through a table referencing both (label → documents).
@@ -375,7 +668,8 @@ public struct CaseDataCopier: CaseCopyEngine {
                     try await destination.execute("ANALYZE exch_stage")
                 } else {
                     try await destination.execute("DROP TABLE IF EXISTS temp.exch_stage")
-                    try await destination.execute("CREATE TEMP TABLE exch_stage AS SELECT \(columnList) FROM main.\(q(shape.name)) WHERE 0")
+                    try await destination.execute(
+                        "CREATE TEMP TABLE exch_stage AS SELECT \(columnList), CAST(NULL AS TEXT) AS exch_text FROM main.\(q(shape.name)) WHERE 0")
                     try await stageSQLite(shape, source: source, destination: destination, batchRows: settings.sqliteBatchRows)
                     // Without it SQLite may drive the joins below from the id map and scan the stage per row.
                     try await destination.execute("CREATE UNIQUE INDEX temp.exch_stage_key ON exch_stage (\(pk))")
@@ -453,6 +747,14 @@ public struct CaseDataCopier: CaseCopyEngine {
                             "\(missing) rows of \(shape.name) reference \(key.referencedTable) rows job \(jobID) did not copy (the source changed between runs?)")
                     }
                 }
+                // The undo record: the rows this insert creates (not the rows merged into).
+                try await destination.query("""
+                    INSERT INTO exchange_copy_inserted (job_id, table_name, new_id)
+                    SELECT CAST($1 AS text), CAST($2 AS text), k.new_id FROM exch_stage s
+                    JOIN exchange_id_map k ON k.job_id = $1 AND k.table_name = $2 AND k.old_id = s.\(pk)
+                    WHERE NOT EXISTS (SELECT 1 FROM \(q(shape.name)) d WHERE d.\(pk) = k.new_id)
+                    ON CONFLICT DO NOTHING
+                    """, mapBinds)
                 inserted = try await destination.update("""
                     INSERT INTO \(q(shape.name)) (\(columnList))
                     SELECT \(expressions.joined(separator: ", ")) FROM exch_stage s
@@ -460,6 +762,10 @@ public struct CaseDataCopier: CaseCopyEngine {
                     WHERE NOT EXISTS (SELECT 1 FROM \(q(shape.name)) d WHERE d.\(pk) = k.new_id)
                     ON CONFLICT DO NOTHING
                     """, binds)
+                try await destination.query("""
+                    DELETE FROM exchange_copy_inserted WHERE job_id = $1 AND table_name = $2
+                      AND NOT EXISTS (SELECT 1 FROM \(q(shape.name)) d WHERE d.\(pk) = exchange_copy_inserted.new_id)
+                    """, mapBinds)
                 if postgres {
                     // The next tables (and the post-copy rules) join against this one: a table just
                     // filled has no statistics until autovacuum comes by.
@@ -487,17 +793,26 @@ public struct CaseDataCopier: CaseCopyEngine {
     }
 
     /// SQLite: reads the selected rows page by page (keyset on the primary key) into the stage.
+    ///
+    /// Values travel as the bytes the source holds: a text value is read as a blob
+    /// (`CAST(c AS BLOB)`), a per-row mask column `exch_text` marks which cells were text, and one
+    /// `UPDATE` turns those back with `CAST(… AS TEXT)`. So text that is not valid UTF-8 keeps its
+    /// bytes (a Swift `String` could not hold them).
     private func stageSQLite(_ shape: TableShape, source: CaseSQLConnection, destination: CaseSQLConnection, batchRows: Int) async throws {
         let q = CaseSQLConnection.quote
         let pk = q(shape.primaryKey)
         let columnList = shape.columns.map(q).joined(separator: ", ")
+        let selectList = shape.columns.map { "CASE WHEN typeof(\(q($0))) = 'text' THEN CAST(\(q($0)) AS BLOB) ELSE \(q($0)) END" }
+            .joined(separator: ", ")
+        let mask = shape.columns.map { "CASE WHEN typeof(\(q($0))) = 'text' THEN 't' ELSE 'f' END" }.joined(separator: " || ")
         let keyIndex = shape.columns.firstIndex(of: shape.primaryKey) ?? 0
-        // SQLite allows 32766 parameters per statement.
-        let rowsPerInsert = max(1, min(batchRows, 32_000 / max(1, shape.columns.count)))
+        // One parameter per column and the mask; SQLite allows 32766 per statement.
+        let parameters = shape.columns.count + 1
+        let rowsPerInsert = max(1, min(batchRows, 32_000 / parameters))
         var last = Int64.min
         while true {
             let rows = try await source.query(
-                "SELECT \(columnList) FROM \(q(shape.name)) WHERE \(pk) IN (SELECT id FROM \(shape.selection)) AND \(pk) > $1 ORDER BY \(pk) LIMIT $2",
+                "SELECT \(selectList), \(mask) FROM \(q(shape.name)) WHERE \(pk) IN (SELECT id FROM \(shape.selection)) AND \(pk) > $1 ORDER BY \(pk) LIMIT $2",
                 [.integer(last), .integer(Int64(batchRows))])
             guard let final = rows.last else { break }
             last = final[keyIndex].int64 ?? Int64.max
@@ -505,14 +820,18 @@ public struct CaseDataCopier: CaseCopyEngine {
             while start < rows.count {
                 let slice = rows[start..<min(rows.count, start + rowsPerInsert)]
                 let placeholders = slice.indices.map { row in
-                    "(" + (0..<shape.columns.count).map { "$\((row - start) * shape.columns.count + $0 + 1)" }.joined(separator: ", ") + ")"
+                    "(" + (0..<parameters).map { "$\((row - start) * parameters + $0 + 1)" }.joined(separator: ", ") + ")"
                 }.joined(separator: ", ")
                 try await destination.query(
-                    "INSERT INTO exch_stage (\(columnList)) VALUES \(placeholders)", slice.flatMap { Array($0.values) })
+                    "INSERT INTO exch_stage (\(columnList), exch_text) VALUES \(placeholders)", slice.flatMap { Array($0.values) })
                 start += rowsPerInsert
             }
             if rows.count < batchRows { break }
         }
+        let restore = shape.columns.enumerated().map { offset, column in
+            "\(q(column)) = CASE WHEN substr(exch_text, \(offset + 1), 1) = 't' THEN CAST(\(q(column)) AS TEXT) ELSE \(q(column)) END"
+        }.joined(separator: ", ")
+        try await destination.execute("UPDATE exch_stage SET \(restore) WHERE instr(exch_text, 't') > 0")
     }
 
     /// Bit positions for the confidentiality codes this job creates in the destination: the
@@ -582,26 +901,38 @@ public struct CaseDataCopier: CaseCopyEngine {
             {
                 let fields = q(settings.customFieldTable)
                 let values = q(settings.customFieldValueTable)
-                try await destination.query("""
-                    INSERT INTO \(fields) (name, field_type) SELECT CAST($1 AS text), 'number'
+                // The id as decimal text in a text field: a number field is a double, which holds
+                // integers exactly only up to 2^53.
+                let created = try await destination.update("""
+                    INSERT INTO \(fields) (name, field_type) SELECT CAST($1 AS text), 'text'
                     WHERE NOT EXISTS (SELECT 1 FROM \(fields) WHERE name = $1)
                     """, [.text(settings.sourceExhibitField)])
-                guard let field = try await destination.query("SELECT id FROM \(fields) WHERE name = $1", [.text(settings.sourceExhibitField)])
-                    .first?["id"].int64
+                guard let row = try await destination.query(
+                    "SELECT id, field_type FROM \(fields) WHERE name = $1", [.text(settings.sourceExhibitField)]).first,
+                    let field = row["id"].int64
                 else {
                     throw CaseDataError(.database, "the custom field '\(settings.sourceExhibitField)' could not be created")
                 }
+                guard row["field_type"].string == "text" else {
+                    throw Self.exhibitFieldConflict(settings, type: row["field_type"].string)
+                }
+                if created > 0 {
+                    try await destination.query(
+                        "INSERT INTO exchange_copy_inserted (job_id, table_name, new_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                        [.text(jobID), .text(settings.customFieldTable), .integer(field)])
+                }
                 let binds: [SQLValue] = [.text(jobID), .integer(field), .text(settings.exhibitTable)]
                 try await destination.query("""
-                    UPDATE \(values) SET number_value = (
-                        SELECT m.old_id FROM exchange_id_map m
-                        WHERE m.job_id = $1 AND m.table_name = $3 AND m.new_id = \(values).exhibit_id)
+                    UPDATE \(values) SET text_value = (
+                        SELECT CAST(m.old_id AS text) FROM exchange_id_map m
+                        WHERE m.job_id = $1 AND m.table_name = $3 AND m.new_id = \(values).exhibit_id),
+                        number_value = NULL, date_value = NULL
                     WHERE custom_field_id = $2
                       AND exhibit_id IN (SELECT m.new_id FROM exchange_id_map m WHERE m.job_id = $1 AND m.table_name = $3)
                     """, binds)
                 try await destination.query("""
-                    INSERT INTO \(values) (custom_field_id, exhibit_id, number_value)
-                    SELECT CAST($2 AS bigint), m.new_id, m.old_id FROM exchange_id_map m
+                    INSERT INTO \(values) (custom_field_id, exhibit_id, text_value)
+                    SELECT CAST($2 AS bigint), m.new_id, CAST(m.old_id AS text) FROM exchange_id_map m
                     WHERE m.job_id = $1 AND m.table_name = $3
                       AND NOT EXISTS (SELECT 1 FROM \(values) v WHERE v.custom_field_id = $2 AND v.exhibit_id = m.new_id)
                     """, binds)

@@ -5,7 +5,7 @@ public struct CaseDataError: Error, Sendable, Hashable, CustomStringConvertible 
     /// What went wrong.
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         private enum Base: String, Sendable, Hashable {
-            case invalidArgument, invalidSchema, notFound, database, storage, interrupted, inconsistentSource
+            case invalidArgument, invalidSchema, notFound, database, storage, interrupted, inconsistentSource, conflict
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -27,6 +27,11 @@ public struct CaseDataError: Error, Sendable, Hashable, CustomStringConvertible 
         /// A row to copy references a parent row the job did not copy: the source changed between
         /// two runs of the job, or a self-reference points outside the selection.
         public static let inconsistentSource = Code(.inconsistentSource)
+
+        /// The source and the destination disagree in a way the copy does not resolve: a row
+        /// merged by name whose defining columns differ (a custom field of another type). Found
+        /// before anything is written.
+        public static let conflict = Code(.conflict)
 
         /// The code's name.
         public var description: String { base.rawValue }

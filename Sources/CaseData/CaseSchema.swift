@@ -13,7 +13,7 @@ public struct CaseMigration: Sendable {
 }
 
 /// The per-case database schema: documents and everything attached to them, and the copy
-/// engine's own tables (`exchange_id_map`, `exchange_copy_checkpoints`).
+/// engine's own tables (`exchange_id_map`, `exchange_copy_checkpoints`, `exchange_copy_inserted`).
 ///
 /// Every table has a `bigint` primary key `id` (PostgreSQL identity, SQLite rowid alias) and
 /// declares its foreign keys with `REFERENCES`: the copy engine finds the graph in the catalog.
@@ -425,6 +425,13 @@ public enum CaseSchema {
             finished_at timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (job_id, table_name)
         );
+        -- The rows a job inserted (not the rows it merged into): the undo of a failed copy.
+        CREATE TABLE IF NOT EXISTS exchange_copy_inserted (
+            job_id text NOT NULL,
+            table_name text NOT NULL,
+            new_id bigint NOT NULL,
+            PRIMARY KEY (job_id, table_name, new_id)
+        );
         """
 
     static let sqliteV2 = """
@@ -443,6 +450,12 @@ public enum CaseSchema {
             finished_at TEXT NOT NULL DEFAULT \(sqliteNow),
             PRIMARY KEY (job_id, table_name)
         );
+        CREATE TABLE IF NOT EXISTS exchange_copy_inserted (
+            job_id TEXT NOT NULL,
+            table_name TEXT NOT NULL,
+            new_id INTEGER NOT NULL,
+            PRIMARY KEY (job_id, table_name, new_id)
+        ) WITHOUT ROWID;
         """
 
     // MARK: Version 3: the full-text search index
@@ -499,6 +512,6 @@ public enum CaseSchema {
 
     /// Tables the copy engine never copies.
     static let bookkeepingTables: Set<String> = Set([
-        "case_schema_migrations", "exchange_id_map", "exchange_copy_checkpoints", "document_exchange_batches",
+        "case_schema_migrations", "exchange_id_map", "exchange_copy_checkpoints", "exchange_copy_inserted", "document_exchange_batches",
     ]).union(searchIndexTables)
 }

@@ -37,6 +37,9 @@ public struct ExchangeVerification: Sendable, Codable, Hashable {
     /// Each problem as one sentence naming the table / id / column, object key or event at fault;
     /// capped at ``ExchangeVerifier/Settings/maxProblems`` plus a final "… and N more problems".
     public var problems: [String]
+    /// What the copy did not carry over and the verifier does not count as a problem (the copy
+    /// reports it too), one sentence each: confidentiality bits with no code in the source case.
+    public var warnings: [String] = []
     /// Seconds the verification took.
     public var seconds: Double
 
@@ -66,6 +69,7 @@ public struct ExchangeVerification: Sendable, Codable, Hashable {
             + (annotatedDocuments > 0
                 ? "; \(annotatedDocuments) annotated documents: \(layerAnnotationsChecked) layer annotations, \(brandedInAnnotations) branded in, "
                     + "\(pageTextsChecked) page texts, \(indexedPagesChecked) indexed pages, \(redactionsChecked) redactions checked for leaks" : "")
+            + (warnings.isEmpty ? "" : "; \(warnings.count) warning(s): " + warnings.joined(separator: "; "))
     }
 }
 

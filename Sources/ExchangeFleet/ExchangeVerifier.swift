@@ -19,11 +19,12 @@ import Orchestrator
 ///    confidentiality codes their bitmasks use, exactly as ``CaseDataCopier`` walks the catalog).
 ///    The job's `exchange_id_map` in the destination must map exactly those rows, each once, and
 ///    each mapped destination row must equal its source row column by column, foreign keys
-///    compared through the map; the copier's rules are checked as rules: the cleared columns
+///    compared through the map, every other cell as the database holds it (PostgreSQL: type and
+///    text output; SQLite: `typeof()` and `hex()`, a REAL to 17 digits), not as decoded; the copier's rules are checked as rules: the cleared columns
 ///    (`exhibits.document_properties`) are NULL, the confidentiality bitmask equals the source's
 ///    remapped by code, rows merged by name (label categories, folder tags, confidentiality codes,
 ///    custom fields) only need the same name, and every copied exhibit carries the source exhibit
-///    id in the `Source Exhibit ID` number field.
+///    id in the `Source Exhibit ID` text field, as decimal text compared exactly.
 /// 2. **Files.** Each copied document's files the exchange copies (the PDF rendition without
 ///    annotations, natives when asked) exist under the destination key with the source's bytes
 ///    (size and streamed SHA-256), a few files at a time.
@@ -138,6 +139,7 @@ public struct ExchangeVerifier: Sendable {
         }
         result.documents = rows.documents.count
         result.rowsChecked = rows.rowsChecked
+        result.warnings = rows.warnings
         result.tablesChecked = rows.tablesChecked
 
         // Events (which documents were not found decides which files are expected).

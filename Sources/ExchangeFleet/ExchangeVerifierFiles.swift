@@ -72,10 +72,28 @@ extension ExchangeVerifier {
         } catch {
             return .problem("document \(file.destinationDocumentID) (source \(file.sourceDocumentID)): file name '\(file.name)' makes no valid key: \(error)", bytes: 0)
         }
-        guard let destination = try await digest(destinationKey, store: store) else {
+        // Every storage error is a problem of this file (a key the store refuses, a read that
+        // fails), never the end of the verification.
+        let destinationDigest: ObjectDigest?
+        let sourceDigest: ObjectDigest?
+        do {
+            destinationDigest = try await digest(destinationKey, store: store)
+        } catch let error as CancellationError {
+            throw error
+        } catch {
+            return .problem("file \(destinationKey) (\(file.variant) of document \(file.destinationDocumentID), source \(file.sourceDocumentID)) cannot be read: \(error)", bytes: 0)
+        }
+        guard let destination = destinationDigest else {
             return .problem("file \(destinationKey) (\(file.variant) of document \(file.destinationDocumentID), source \(file.sourceDocumentID)) is missing", bytes: 0)
         }
-        guard let source = try await digest(sourceKey, store: store) else {
+        do {
+            sourceDigest = try await digest(sourceKey, store: store)
+        } catch let error as CancellationError {
+            throw error
+        } catch {
+            return .problem("source file \(sourceKey) (\(file.variant) of document \(file.sourceDocumentID)) cannot be read: \(error)", bytes: destination.size)
+        }
+        guard let source = sourceDigest else {
             return .problem("source file \(sourceKey) is missing, but document \(file.sourceDocumentID) was not reported DOCUMENT_NOT_FOUND", bytes: destination.size)
         }
         if source.size != destination.size {

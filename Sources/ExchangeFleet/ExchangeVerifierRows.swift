@@ -14,6 +14,8 @@ struct RowCheckOutcome: Sendable {
     var files: [ExpectedFile]
     /// Native file names per source document (for NATIVE_DOCUMENT_COPIED).
     var nativeFileNames: [Int64: [String]]
+    /// Not problems: confidentiality bits of compared rows with no code in the source case.
+    var warnings: [String] = []
 }
 
 /// One file the exchange should have copied.
@@ -182,14 +184,20 @@ struct RowVerifier: Sendable {
         let remap = try await bitRemap(source: source, destination: destination, map: map, plan: plan)
         var exhibitField: Int64?
         if destinationCatalog[copy.customFieldTable] != nil {
-            exhibitField = try await destination.query(
-                "SELECT id FROM \(q(copy.customFieldTable)) WHERE name = $1 ORDER BY id LIMIT 1", [.text(copy.sourceExhibitField)]
-            ).first?["id"].int64
+            let field = try await destination.query(
+                "SELECT id, field_type FROM \(q(copy.customFieldTable)) WHERE name = $1 ORDER BY id LIMIT 1", [.text(copy.sourceExhibitField)]
+            ).first
+            exhibitField = field?["id"].int64
+            if let field, field["field_type"] != .text("text") {
+                problems.add("the custom field '\(copy.sourceExhibitField)' is of type \(field["field_type"]), expected 'text' (the source exhibit ids as decimal text)")
+            }
         }
 
         // 4. Table by table.
         var rowsChecked = 0
         var tablesChecked = 0
+        // Per table, per confidentiality bit no source code has: the compared rows carrying it.
+        var uncoded: [String: [Int64: Int]] = [:]
         for name in plan.order {
             guard let table = plan.tables[name], let pk = table.primaryKey, let shared = columns[name] else { continue }
             tablesChecked += 1
@@ -215,15 +223,22 @@ struct RowVerifier: Sendable {
             let cleared = Set((copy.clearedColumns[name] ?? []).filter { shared.contains($0) })
             let foreign = Dictionary((keys[name] ?? []).map { ($0.column, $0.referencedTable) }, uniquingKeysWith: { first, _ in first })
             let compared = expected.filter { mapped[$0] != nil }.sorted()
+            // Keys and rule inputs are read as integers; every other column as the database holds
+            // it (``cellExpression(_:kind:)``), never through the client's decoding.
+            var raw: Set<String> = [pk]
+            raw.formUnion(foreign.keys)
+            if remap != nil { raw.insert(copy.confidentialityBitmaskColumn) }
+            let held = Set(shared).subtracting(raw)
+            let kind = source.kind
             var start = 0
             while start < compared.count {
                 let batch = Array(compared[start..<min(compared.count, start + settings.batchRows)])
                 start += settings.batchRows
                 let before = Dictionary(
-                    try await fetch(source, table: name, columns: shared, where: pk, in: batch).map { ($0[pk].int64 ?? 0, $0) },
+                    try await fetch(source, table: name, columns: shared, where: pk, in: batch, held: held).map { ($0[pk].int64 ?? 0, $0) },
                     uniquingKeysWith: { first, _ in first })
                 let after = Dictionary(
-                    try await fetch(destination, table: name, columns: shared, where: pk, in: batch.compactMap { mapped[$0] })
+                    try await fetch(destination, table: name, columns: shared, where: pk, in: batch.compactMap { mapped[$0] }, held: held)
                         .map { ($0[pk].int64 ?? 0, $0) },
                     uniquingKeysWith: { first, _ in first })
                 for old in batch {
@@ -239,7 +254,7 @@ struct RowVerifier: Sendable {
                     rowsChecked += 1
                     if let mergeColumn {
                         if row[mergeColumn] != sourceRow[mergeColumn] {
-                            problems.add("\(name) row \(new) (source \(old), merged by \(mergeColumn)): \(mergeColumn) is \(row[mergeColumn]), expected \(sourceRow[mergeColumn])")
+                            problems.add("\(name) row \(new) (source \(old), merged by \(mergeColumn)): \(mergeColumn) is \(Self.display(row[mergeColumn], kind: kind)), expected \(Self.display(sourceRow[mergeColumn], kind: kind))")
                         }
                         continue
                     }
@@ -258,24 +273,32 @@ struct RowVerifier: Sendable {
                             }
                             rule = " (source \(sourceRow[column]) through the id map)"
                         } else if cleared.contains(column) {
-                            expectedValue = .null
+                            expectedValue = held.contains(column) ? .text(Self.heldNull) : .null
                             rule = " (cleared by the copy)"
                         } else if column == copy.confidentialityBitmaskColumn, let remap {
-                            expectedValue = .integer(remap.apply(sourceRow[column].int64 ?? 0))
+                            let value = sourceRow[column].int64 ?? 0
+                            for bit in Int64(0)...63 where (value >> bit) & 1 == 1 && !remap.coded.contains(bit) {
+                                uncoded[name, default: [:]][bit, default: 0] += 1
+                            }
+                            expectedValue = .integer(remap.apply(value))
                             rule = " (source \(sourceRow[column]) remapped to the destination's codes)"
-                        } else if name == copy.customFieldValueTable, column == "number_value", let exhibitField,
-                            row["custom_field_id"].int64 == exhibitField, let exhibit = sourceRow["exhibit_id"].int64,
+                        } else if name == copy.customFieldValueTable, ["text_value", "number_value", "date_value"].contains(column),
+                            let exhibitField, row["custom_field_id"].int64 == exhibitField, let exhibit = sourceRow["exhibit_id"].int64,
                             map[copy.exhibitTable]?[exhibit] != nil
                         {
-                            if row[column].double != Double(exhibit) {
-                                problems.add("\(name) row \(new) (source \(old)): \(column) is \(row[column]), expected the source exhibit id \(exhibit)")
+                            // The source exhibit id, as decimal text compared exactly; the other value columns empty.
+                            let wanted: SQLValue = column == "text_value" ? .text(String(exhibit)) : .null
+                            let held = held.contains(column) ? Self.held(wanted, kind: kind) : wanted
+                            if row[column] != held {
+                                problems.add("\(name) row \(new) (source \(old)): \(column) is \(Self.display(row[column], kind: kind)), expected \(column == "text_value" ? "the source exhibit id \(exhibit)" : "NULL")")
                             }
                             continue
                         } else {
                             expectedValue = sourceRow[column]
                         }
-                        if !Self.same(row[column], expectedValue) {
-                            problems.add("\(name) row \(new) (source \(old)): \(column) is \(row[column]), expected \(expectedValue)\(rule)")
+                        // Cells read as held compare as text (type and bytes); keys and rule values as integers.
+                        if held.contains(column) ? row[column] != expectedValue : !Self.same(row[column], expectedValue) {
+                            problems.add("\(name) row \(new) (source \(old)): \(column) is \(Self.display(row[column], kind: kind)), expected \(Self.display(expectedValue, kind: kind))\(rule)")
                         }
                     }
                 }
@@ -286,17 +309,17 @@ struct RowVerifier: Sendable {
         if plan.tables[copy.exhibitTable] != nil, destinationCatalog[copy.customFieldValueTable] != nil, !(map[copy.exhibitTable] ?? [:]).isEmpty {
             if let exhibitField {
                 let rows = try await destination.query("""
-                    SELECT m.old_id, m.new_id, v.number_value FROM exchange_id_map m
+                    SELECT m.old_id, m.new_id, v.text_value FROM exchange_id_map m
                     LEFT JOIN \(q(copy.customFieldValueTable)) v ON v.custom_field_id = $2 AND v.exhibit_id = m.new_id
                     WHERE m.job_id = $1 AND m.table_name = $3 ORDER BY m.old_id
                     """, [.text(jobID), .integer(exhibitField), .text(copy.exhibitTable)])
                 for row in rows {
                     let old = row["old_id"].int64 ?? 0
                     let new = row["new_id"].int64 ?? 0
-                    if row["number_value"].isNull {
+                    if row["text_value"].isNull {
                         problems.add("exhibit \(new) (source \(old)) has no '\(copy.sourceExhibitField)' value")
-                    } else if row["number_value"].double != Double(old) {
-                        problems.add("exhibit \(new) (source \(old)): '\(copy.sourceExhibitField)' is \(row["number_value"]), expected \(old)")
+                    } else if row["text_value"] != .text(String(old)) {
+                        problems.add("exhibit \(new) (source \(old)): '\(copy.sourceExhibitField)' is \(row["text_value"]), expected '\(old)'")
                     }
                 }
             } else {
@@ -320,15 +343,23 @@ struct RowVerifier: Sendable {
                 if wanted { files.append(ExpectedFile(sourceDocumentID: old, destinationDocumentID: new, name: name, variant: variant)) }
             }
         }
+        let warnings = uncoded.keys.sorted().compactMap { name -> String? in
+            guard let bits = uncoded[name], !bits.isEmpty else { return nil }
+            let list = bits.keys.sorted().map { "\($0) (\(bits[$0] ?? 0) rows)" }.joined(separator: ", ")
+            return "\(name).\(copy.confidentialityBitmaskColumn): bits \(list) have no confidentiality code in the source case and were not carried over"
+        }
         return RowCheckOutcome(
-            documents: documents, rowsChecked: rowsChecked, tablesChecked: tablesChecked, files: files, nativeFileNames: natives)
+            documents: documents, rowsChecked: rowsChecked, tablesChecked: tablesChecked, files: files, nativeFileNames: natives,
+            warnings: warnings)
     }
 
-    /// Equality of two cells; numbers compare by value (an integral REAL equals its integer).
+    /// Equality of two cells; an integer equals a REAL only when the REAL is exactly that integer
+    /// (never through a rounding conversion: 2^53 + 1 does not equal 2^53).
     static func same(_ a: SQLValue, _ b: SQLValue) -> Bool {
         if a == b { return true }
         switch (a, b) {
-        case (.integer, .double), (.double, .integer): return a.double == b.double
+        case (.integer(let integer), .double(let real)), (.double(let real), .integer(let integer)):
+            return Int64(exactly: real) == integer
         default: return false
         }
     }
@@ -368,18 +399,21 @@ struct RowVerifier: Sendable {
         for (old, new) in map[copy.confidentialityTable] ?? [:] {
             if let from = sourceBits[old], let to = destinationBits[new] { pairs.append((from, to)) }
         }
-        return VerifierBitRemap(pairs: pairs)
+        return VerifierBitRemap(pairs: pairs, coded: Set(sourceBits.values))
     }
 
     // MARK: Reads
 
     /// Rows of `table` whose `column` is one of `ids`, in batches of ``ExchangeVerifier/Settings/batchRows``.
+    /// - Parameter held: columns read as the database holds them (``cellExpression(_:kind:)``).
     private func fetch(
-        _ connection: CaseDatabaseConnection, table: String, columns: [String], where column: String, in ids: [Int64]
+        _ connection: CaseDatabaseConnection, table: String, columns: [String], where column: String, in ids: [Int64],
+        held: Set<String> = []
     ) async throws -> [SQLRow] {
         guard !ids.isEmpty, !columns.isEmpty else { return [] }
         let q = Self.quote
-        let list = columns.map(q).joined(separator: ", ")
+        let list = columns.map { held.contains($0) ? "\(Self.cellExpression($0, kind: connection.kind)) AS \(q($0))" : q($0) }
+            .joined(separator: ", ")
         let condition = connection.kind == .postgres
             ? "\(q(column)) = ANY(CAST($1 AS bigint[]))" : "\(q(column)) IN (SELECT value FROM json_each($1))"
         let unique = Array(Set(ids)).sorted()
@@ -397,6 +431,73 @@ struct RowVerifier: Sendable {
     }
 
     static func quote(_ identifier: String) -> String { "\"" + identifier.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
+
+    // MARK: Cells as the database holds them
+
+    /// A NULL cell read through ``cellExpression(_:kind:)``.
+    static let heldNull = "null"
+
+    /// SQL for a cell as the database holds it, as ASCII text: PostgreSQL `type:text output`
+    /// (exact for every type, doubles included); SQLite `typeof:hex(bytes)`, a REAL as
+    /// `real:` with 17 significant digits (exact for a double). NULL is `null`.
+    static func cellExpression(_ column: String, kind: CaseDatabaseKind) -> String {
+        let c = quote(column)
+        switch kind {
+        case .postgres:
+            return "CASE WHEN \(c) IS NULL THEN 'null' ELSE pg_typeof(\(c))::text || ':' || CAST(\(c) AS text) END"
+        case .sqlite:
+            return "CASE typeof(\(c)) WHEN 'null' THEN 'null' WHEN 'real' THEN 'real:' || printf('%!.17g', \(c)) "
+                + "ELSE typeof(\(c)) || ':' || hex(\(c)) END"
+        }
+    }
+
+    /// `value` as ``cellExpression(_:kind:)`` renders a text cell holding it (or NULL).
+    static func held(_ value: SQLValue, kind: CaseDatabaseKind) -> SQLValue {
+        guard case .text(let text) = value else { return .text(heldNull) }
+        switch kind {
+        case .postgres: return .text("text:" + text)
+        case .sqlite: return .text("text:" + text.utf8.map { byte in
+            let digits = String(byte, radix: 16, uppercase: true)
+            return digits.count == 1 ? "0" + digits : digits
+        }.joined())
+        }
+    }
+
+    /// A cell for a problem sentence: read-as-held cells shown as their value (text quoted, bytes
+    /// that are not UTF-8 as `X'…'`), other cells as they are.
+    static func display(_ value: SQLValue, kind: CaseDatabaseKind) -> String {
+        guard case .text(let cell) = value, let colon = cell.firstIndex(of: ":") else {
+            if case .text(heldNull) = value { return "NULL" }
+            return "\(value)"
+        }
+        let type = String(cell[..<colon])
+        let body = String(cell[cell.index(after: colon)...])
+        switch kind {
+        case .postgres:
+            let numeric: Set<String> = ["smallint", "integer", "bigint", "real", "double precision", "numeric"]
+            return numeric.contains(type) ? body : "'\(body)'"
+        case .sqlite:
+            switch type {
+            case "integer", "real":
+                return type == "real" ? body : String(decoding: Self.bytes(hex: body), as: UTF8.self)
+            case "text":
+                let bytes = Self.bytes(hex: body)
+                return String(validating: bytes, as: UTF8.self).map { "'\($0)'" } ?? "X'\(body)'"
+            default:
+                return "X'\(body)'"
+            }
+        }
+    }
+
+    private static func bytes(hex: String) -> [UInt8] {
+        var bytes: [UInt8] = []
+        var index = hex.startIndex
+        while index != hex.endIndex, let next = hex.index(index, offsetBy: 2, limitedBy: hex.endIndex) {
+            if let byte = UInt8(hex[index..<next], radix: 16) { bytes.append(byte) }
+            index = next
+        }
+        return bytes
+    }
 
     // MARK: Catalog and plan (as the copy engine derives them)
 
@@ -542,6 +643,8 @@ struct VerifierPlan: Sendable {
 /// The confidentiality bitmask rewrite: each source bit moved to its destination bit.
 struct VerifierBitRemap: Sendable {
     var pairs: [(Int64, Int64)]
+    /// The bit positions the source case's codes use.
+    var coded: Set<Int64>
 
     func apply(_ value: Int64) -> Int64 {
         var result: Int64 = 0

@@ -27,7 +27,20 @@ public struct CaseDataCopyStep: CaseDataCopying {
         let report = try await engine.copy(
             sourceCase: request.sourceCaseID, destinationCase: request.destinationCaseID, selection: selection, jobID: exchange.jobID)
         // By source id, so the payload's order (and its resumable cursor) never depends on the engine's.
-        return CopyOutcome(documents: report.documents.sorted { $0.sourceDocumentID < $1.sourceDocumentID }.map(Self.document))
+        return CopyOutcome(
+            documents: report.documents.sorted { $0.sourceDocumentID < $1.sourceDocumentID }.map(Self.document), warnings: Self.warnings(report))
+    }
+
+    /// The report's warnings, excluded documents and not-found ids as sentences; nil when none.
+    static func warnings(_ report: CaseCopyReport) -> [String]? {
+        var warnings = report.warnings
+        for document in report.excludedDocuments {
+            warnings.append("source document \(document.sourceDocumentID)\(document.name.map { " (\($0))" } ?? "") was not copied: \(document.reason)")
+        }
+        if !report.notFoundDocumentIDs.isEmpty {
+            warnings.append("source documents not in the source case: \(report.notFoundDocumentIDs.map(String.init).joined(separator: ", "))")
+        }
+        return warnings.isEmpty ? nil : warnings
     }
 
     /// One copied document in the orchestrator's terms.

@@ -48,7 +48,8 @@ public struct RequestLimits: Sendable, Hashable {
 ///
 /// `sourceCaseId`, `destinationCaseId`, `batchId` are required positive integers; exactly one of
 /// `labelId`, `folderId` (positive integers) or `documentIds` (non-empty, unique positive integers,
-/// at most ``RequestLimits/maxDocumentIDs``); `requiresAnnotations` and `includeNatives` default to
+/// at most ``RequestLimits/maxDocumentIDs``; an id of 2^53 or more as a decimal string, e.g.
+/// `"9007199254740993"`, since a JSON number is exact only below 2^53); `requiresAnnotations` and `includeNatives` default to
 /// false; each of `redactionsAs`, `highlightsAs`, `notesAs`, `stickersAs`, `batesAs`,
 /// `confidentialityCodesAs` is `brand_in` or `layer` and defaults to `layer` (the reference names no
 /// default; `layer` loses nothing). Comments are always carried as a layer. Unknown fields are refused.
@@ -146,7 +147,7 @@ public struct ExchangeRequest: Sendable, Hashable, Codable {
             }
             var ids: [Int64] = []
             for (index, value) in values.enumerated() {
-                ids.append(try positiveID(value, field: "documentIds[\(index)]"))
+                ids.append(try documentID(value, field: "documentIds[\(index)]"))
             }
             selection = .documents(ids)
         }
@@ -250,7 +251,11 @@ public struct ExchangeRequest: Sendable, Hashable, Codable {
         switch selection {
         case .label(let id): try container.encode(id, forKey: .labelID)
         case .folder(let id): try container.encode(id, forKey: .folderID)
-        case .documents(let ids): try container.encode(ids, forKey: .documentIDs)
+        case .documents(let ids):
+            // As the API takes them: a JSON number below 2^53, a decimal string from there on (a
+            // number would be read back rounded).
+            let values = ids.map { id in id > -9_007_199_254_740_992 && id < 9_007_199_254_740_992 ? JSONValue.number(Double(id)) : .string(String(id)) }
+            try container.encode(values, forKey: .documentIDs)
         }
         try container.encode(requiresAnnotations, forKey: .requiresAnnotations)
         try container.encode(includeNatives, forKey: .includeNatives)
@@ -275,6 +280,24 @@ public struct ExchangeRequest: Sendable, Hashable, Codable {
         else { throw OrchestratorError(.invalidRequest, "must be a positive integer", field: field) }
         guard id > 0 else { throw OrchestratorError(.invalidRequest, "must be a positive integer, not \(id)", field: field) }
         return id
+    }
+
+    /// A document id: a JSON integer below 2^53 (a JSON number is a double, exact only up to
+    /// there) or a decimal string, which carries any positive 64-bit id exactly.
+    private static func documentID(_ value: JSONValue, field: String) throws(OrchestratorError) -> Int64 {
+        switch value {
+        case .string(let text):
+            guard !text.isEmpty, text.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let id = Int64(text), id > 0 else {
+                throw OrchestratorError(
+                    .invalidRequest, "must be a positive integer, or a decimal string of one up to 9223372036854775807", field: field)
+            }
+            return id
+        case .number(let number) where abs(number) >= 9_007_199_254_740_992:
+            throw OrchestratorError(
+                .invalidRequest, "a JSON number of 2^53 or more is not exact: send this id as a decimal string", field: field)
+        default:
+            return try positiveID(value, field: field)
+        }
     }
 
     private static func optionalBool(_ object: [String: JSONValue], _ field: String) throws(OrchestratorError) -> Bool {

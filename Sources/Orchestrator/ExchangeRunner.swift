@@ -1,4 +1,5 @@
 import Broker
+import CaseData
 import Deployments
 import ExchangerEvents
 import Foundation
@@ -58,11 +59,14 @@ public struct PayloadDetail: Sendable, Hashable, Codable {
     public var documents: Int
     /// Messages sent (PAYLOAD_CONSTRUCTION_FINISHED only).
     public var messages: Int?
+    /// The copy's warnings (DB_COPY_FINISHED only; see ``CopyOutcome/warnings``).
+    public var warnings: [String]?
 
     /// A value with the given fields.
-    public init(documents: Int, messages: Int? = nil) {
+    public init(documents: Int, messages: Int? = nil, warnings: [String]? = nil) {
         self.documents = documents
         self.messages = messages
+        self.warnings = warnings
     }
 }
 
@@ -143,16 +147,17 @@ public struct ExchangeRunner: Sendable {
             return try await store.transition(jobID, from: .provisioning, to: .copyingDatabase, expectedVersion: record.version)
         case .copyingDatabase:
             guard let outcome = try await copyWithRetries(record) else {
-                return try await drainer.abort(jobID, target: .failed, reason: "the case-data copy failed after its retries")
+                return try await drainer.abort(jobID, target: .failed, reason: "the case-data copy failed (see DB_COPY_FAILED)")
             }
             let next = try await transition(
-                record, to: .constructingPayload, publishing: .dbCopyFinished, detail: PayloadDetail(documents: outcome.documents.count))
+                record, to: .constructingPayload, publishing: .dbCopyFinished,
+                detail: PayloadDetail(documents: outcome.documents.count, warnings: outcome.warnings))
             failpoint(next, after: record.state)
             return try await constructPayload(next, outcome: outcome)
         case .constructingPayload:
             // Resumed after a crash: the copy is idempotent and returns the same documents and ids.
             guard let outcome = try await copyWithRetries(record) else {
-                return try await drainer.abort(jobID, target: .failed, reason: "the case-data copy failed after its retries")
+                return try await drainer.abort(jobID, target: .failed, reason: "the case-data copy failed (see DB_COPY_FAILED)")
             }
             return try await constructPayload(record, outcome: outcome)
         case .processing:
@@ -241,7 +246,9 @@ public struct ExchangeRunner: Sendable {
             detail: PayloadDetail(documents: outcome.documents.count, messages: messages))
     }
 
-    /// The copy, retried with backoff; nil (after publishing DB_COPY_FAILED) when every attempt failed.
+    /// The copy, retried with backoff; nil (after publishing DB_COPY_FAILED) when every attempt
+    /// failed, or at once for a failure a retry cannot change (a ``CaseDataError/Code/conflict``
+    /// between the cases, found before anything was written).
     private func copyWithRetries(_ record: ExchangeRecord) async throws -> CopyOutcome? {
         var attempt = 0
         while true {
@@ -253,7 +260,8 @@ public struct ExchangeRunner: Sendable {
                 logger.warning("case-data copy failed", metadata: [
                     "jobId": "\(record.jobID)", "attempt": "\(attempt)", "error": "\(error)",
                 ])
-                guard attempt <= settings.copyRetries.retries else {
+                let final = (error as? CaseDataError)?.code == .conflict
+                guard attempt <= settings.copyRetries.retries, !final else {
                     let event = try drainer.envelope(
                         record, .dbCopyFailed, detail: ExchangeStatusDetail(reason: "\(error)"))
                     try await broker.publish(try event.topicMessage(), topic: settings.drain.topic)

@@ -37,10 +37,14 @@ public struct CopiedDocument: Sendable, Hashable, Codable {
 public struct CopyOutcome: Sendable, Hashable, Codable {
     /// The copied documents.
     public var documents: [CopiedDocument]
+    /// What the copy could not carry over exactly or left out, one sentence each (published with
+    /// DB_COPY_FINISHED).
+    public var warnings: [String]?
 
     /// A value with the given fields.
-    public init(documents: [CopiedDocument]) {
+    public init(documents: [CopiedDocument], warnings: [String]? = nil) {
         self.documents = documents
+        self.warnings = warnings
     }
 }
 

@@ -274,6 +274,12 @@ components:
       type: integer
       format: int64
       minimum: 1
+    DocumentID:
+      description: A positive document id; one of 2^53 or more as a decimal string (a JSON number is exact only below 2^53).
+      oneOf:
+        - $ref: '#/components/schemas/PositiveID'
+        - type: string
+          pattern: '^[1-9][0-9]{0,18}$'
     ExchangeRequest:
       type: object
       additionalProperties: false
@@ -296,7 +302,7 @@ components:
           maxItems: 10000
           uniqueItems: true
           items:
-            $ref: '#/components/schemas/PositiveID'
+            $ref: '#/components/schemas/DocumentID'
         requiresAnnotations:
           type: boolean
           default: false

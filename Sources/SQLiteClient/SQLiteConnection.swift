@@ -134,6 +134,8 @@ public actor SQLiteConnection: PoolableConnection {
     // MARK: Statements
 
     /// Runs one parameterised statement and returns its rows.
+    /// - Throws: `DatabaseError` `.decoding` when a text value is not valid UTF-8 (it is never
+    ///   returned with replacement characters).
     @discardableResult
     public func query(_ sql: String, _ binds: [SQLValue] = []) throws(DatabaseError) -> [SQLRow] {
         try run(sql, binds).rows
@@ -209,9 +211,18 @@ public actor SQLiteConnection: PoolableConnection {
                 case SQLITE_INTEGER: values.append(.integer(sqlite3_column_int64(statement, column)))
                 case SQLITE_FLOAT: values.append(.double(sqlite3_column_double(statement, column)))
                 case SQLITE_TEXT:
+                    // Text is returned only when its bytes are valid UTF-8: a Swift String cannot hold
+                    // other bytes, and replacing them (U+FFFD) would hand on a value the database
+                    // does not hold. Read such values as bytes: `CAST(column AS BLOB)` or `hex(column)`.
                     let length = Int(sqlite3_column_bytes(statement, column))
                     if let text = sqlite3_column_text(statement, column) {
-                        values.append(.text(String(decoding: UnsafeBufferPointer(start: text, count: length), as: UTF8.self)))
+                        guard let string = String(validating: UnsafeBufferPointer(start: text, count: length), as: UTF8.self) else {
+                            let name = String(cString: sqlite3_column_name(statement, column))
+                            throw DatabaseError(
+                                .decoding, message: "column '\(name)' holds text that is not valid UTF-8 (\(length) bytes); read it as a blob",
+                                statement: sql)
+                        }
+                        values.append(.text(string))
                     } else {
                         values.append(.text(""))
                     }

@@ -270,13 +270,14 @@ struct CaseCopyTests {
             #expect(try await source.count("exhibits", "id IN \(inList(exhibits.keys)) AND document_properties IS NOT NULL") == 6)
             #expect(try await destination.count("exhibits", "id IN \(inList(exhibits.values)) AND document_properties IS NULL") == 6)
             #expect(try await destination.count("exhibits", "document_properties IS NOT NULL") == 10, "the destination's own exhibits untouched")
-            // The source exhibit id as a number field.
+            // The source exhibit id as decimal text in a text field.
             let field = try #require(try await destination.query("SELECT id, field_type FROM custom_fields WHERE name = 'Source Exhibit ID'").first)
-            #expect(field["field_type"].string == "number")
+            #expect(field["field_type"].string == "text")
             for (old, new) in exhibits {
                 let values = try await destination.query(
-                    "SELECT number_value FROM custom_field_values WHERE custom_field_id = $1 AND exhibit_id = $2", [field["id"], .integer(new)])
-                #expect(values.map { $0["number_value"].int64 } == [old])
+                    "SELECT text_value, number_value FROM custom_field_values WHERE custom_field_id = $1 AND exhibit_id = $2", [field["id"], .integer(new)])
+                #expect(values.map { $0["text_value"] } == [.text(String(old))])
+                #expect(values.map { $0["number_value"] } == [.null])
             }
             // The bitmask, remapped through code names.
             var sourceNames: [Int64: String] = [:]

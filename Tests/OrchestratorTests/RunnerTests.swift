@@ -1,4 +1,5 @@
 import Broker
+import CaseData
 import ExchangerEvents
 import ExchangerTestSupport
 import Foundation
@@ -138,6 +139,32 @@ struct ReplicaTests {
                 #expect(try await loggedEvents(h.broker, jobID: job, .exchangerFinished).count == 1)
             }
             #expect(jobs.contains(abandoned.jobID))
+        }
+    }
+}
+
+/// A copy step failing with a case-data conflict every time.
+struct ConflictingCopier: CaseDataCopying {
+    let attempts = Counter()
+
+    func copy(_ exchange: ExchangeRecord) async throws -> CopyOutcome {
+        _ = await attempts.increment()
+        throw CaseDataError(.conflict, "nothing was copied: custom_fields 'Amount' has field_type 'number' in the source and 'text' in the destination")
+    }
+}
+
+@Suite("a copy conflict is not retried")
+struct CopyConflictTests {
+    @Test("a conflict fails the exchange after one attempt, with the reason in DB_COPY_FAILED", arguments: Backend.allCases)
+    func conflictIsFinal(backend: Backend) async throws {
+        try await withHarness(backend) { h in
+            let record = try await h.accept(request())
+            let copier = ConflictingCopier()
+            let final = try await h.runner(copier).run(record.jobID)
+            #expect(final.state == .failed)
+            #expect(await copier.attempts.value == 1, "no retry")
+            let failed = try await loggedEvents(h.broker, jobID: record.jobID, .dbCopyFailed)
+            #expect(failed.count == 1)
         }
     }
 }
