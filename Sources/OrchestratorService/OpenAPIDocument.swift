@@ -254,7 +254,7 @@ components:
               created:
                 type: boolean
     Unauthorized:
-      description: No or an invalid bearer token (with `WWW-Authenticate: Bearer`).
+      description: "No or an invalid bearer token (with `WWW-Authenticate: Bearer`)."
       content:
         application/json:
           schema:
