@@ -146,8 +146,10 @@ public struct ExchangeRunner: Sendable {
             }
             return try await store.transition(jobID, from: .provisioning, to: .copyingDatabase, expectedVersion: record.version)
         case .copyingDatabase:
-            guard let outcome = try await copyWithRetries(record) else {
-                return try await drainer.abort(jobID, target: .failed, reason: "the case-data copy failed (see DB_COPY_FAILED)")
+            let outcome: CopyOutcome
+            switch try await copyWithRetries(record) {
+            case .success(let copied): outcome = copied
+            case .failure(let failure): return try await drainer.abort(jobID, target: .failed, reason: failure.reason)
             }
             let next = try await transition(
                 record, to: .constructingPayload, publishing: .dbCopyFinished,
@@ -156,8 +158,10 @@ public struct ExchangeRunner: Sendable {
             return try await constructPayload(next, outcome: outcome)
         case .constructingPayload:
             // Resumed after a crash: the copy is idempotent and returns the same documents and ids.
-            guard let outcome = try await copyWithRetries(record) else {
-                return try await drainer.abort(jobID, target: .failed, reason: "the case-data copy failed (see DB_COPY_FAILED)")
+            let outcome: CopyOutcome
+            switch try await copyWithRetries(record) {
+            case .success(let copied): outcome = copied
+            case .failure(let failure): return try await drainer.abort(jobID, target: .failed, reason: failure.reason)
             }
             return try await constructPayload(record, outcome: outcome)
         case .processing:
@@ -246,26 +250,33 @@ public struct ExchangeRunner: Sendable {
             detail: PayloadDetail(documents: outcome.documents.count, messages: messages))
     }
 
-    /// The copy, retried with backoff; nil (after publishing DB_COPY_FAILED) when every attempt
-    /// failed, or at once for a failure a retry cannot change (a ``CaseDataError/Code/conflict``
-    /// between the cases, found before anything was written).
-    private func copyWithRetries(_ record: ExchangeRecord) async throws -> CopyOutcome? {
+    /// Why the case-data copy of an exchange gave up, as the exchange's error says it.
+    struct CopyFailure: Error {
+        var reason: String
+    }
+
+    /// The copy, retried with backoff; a failure (after publishing DB_COPY_FAILED) when every
+    /// attempt failed or the error is one retrying cannot fix.
+    private func copyWithRetries(_ record: ExchangeRecord) async throws -> Result<CopyOutcome, CopyFailure> {
         var attempt = 0
         while true {
             do {
-                return try await copier.copy(record)
+                return .success(try await copier.copy(record))
             } catch {
                 if error is CancellationError { throw error }
                 attempt += 1
                 logger.warning("case-data copy failed", metadata: [
                     "jobId": "\(record.jobID)", "attempt": "\(attempt)", "error": "\(error)",
                 ])
-                let final = (error as? CaseDataError)?.code == .conflict
+                // Retrying cannot fix a missing case database, a request the copy refuses or a
+                // conflict: the exchange fails at once, with the reason.
+                let permanent: Set<CaseDataError.Code> = [.conflict, .notFound, .invalidArgument, .invalidSchema]
+                let final = (error as? CaseDataError).map { permanent.contains($0.code) } ?? false
                 guard attempt <= settings.copyRetries.retries, !final else {
                     let event = try drainer.envelope(
                         record, .dbCopyFailed, detail: ExchangeStatusDetail(reason: "\(error)"))
                     try await broker.publish(try event.topicMessage(), topic: settings.drain.topic)
-                    return nil
+                    return .failure(CopyFailure(reason: "the case-data copy failed: \(error)"))
                 }
                 try await Task.sleep(for: settings.copyRetries.delay(beforeRetry: attempt))
             }
