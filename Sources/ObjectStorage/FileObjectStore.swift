@@ -18,6 +18,12 @@ import Darwin
 /// - Listing walks the tree under the prefix and returns keys in byte order, like S3.
 /// - Deleting an object removes directories it leaves empty (up to the root).
 ///
+/// - Symbolic links are never followed: an object, or a directory on the way to it below the
+///   root, that is a link is refused (`accessDenied`, naming it), objects are opened with
+///   `O_NOFOLLOW`, and listings (`lstat`) skip links. A link placed in the store cannot make it
+///   read, overwrite or delete a file outside its root. (The check of the directories and the
+///   open are two steps; the store assumes nobody swaps a directory for a link in between.)
+///
 /// All file I/O runs on the threads of ``FileIO/pool``, never on the cooperative pool.
 /// A key cannot be both an object and a directory (`a` and `a/b`); that is the file system's rule.
 public struct FileObjectStore: ObjectStore {
@@ -55,12 +61,18 @@ public struct FileObjectStore: ObjectStore {
 
     public func head(_ key: ObjectKey) async throws -> ObjectInfo {
         let path = try path(for: key)
-        return try await FileIO.pool.run { try FileIO.info(path: path, key: key) }
+        let root = directory
+        return try await FileIO.pool.run {
+            try FileIO.refuseLinks(below: root, to: path)
+            return try FileIO.info(path: path, key: key)
+        }
     }
 
     public func get(_ key: ObjectKey) async throws -> Data {
         let path = try path(for: key)
+        let root = directory
         return try await FileIO.pool.run {
+            try FileIO.refuseLinks(below: root, to: path)
             let fd = try FileIO.openForReading(path, key: key)
             defer { close(fd) }
             var data = Data()
@@ -76,14 +88,20 @@ public struct FileObjectStore: ObjectStore {
 
     public func stream(_ key: ObjectKey) async throws -> ObjectByteStream {
         let path = try path(for: key)
-        let fd = try await FileIO.pool.run { try FileIO.openForReading(path, key: key) }
+        let root = directory
+        let fd = try await FileIO.pool.run {
+            try FileIO.refuseLinks(below: root, to: path)
+            return try FileIO.openForReading(path, key: key)
+        }
         let reader = FileReader(fd: fd, path: path)
         return ObjectByteStream(unfolding: { try await reader.next() })
     }
 
     public func put(_ key: ObjectKey, _ data: Data, contentType: String?) async throws {
         let path = try path(for: key)
+        let root = directory
         try await FileIO.pool.run {
+            try FileIO.refuseLinks(below: root, to: path)
             try FileIO.writeAtomically(to: path) { fd in
                 try data.withUnsafeBytes { raw in try FileIO.writeAll(fd, raw, path: path) }
             }
@@ -92,7 +110,9 @@ public struct FileObjectStore: ObjectStore {
 
     public func upload(file: String, to key: ObjectKey, contentType: String?) async throws {
         let path = try path(for: key)
+        let root = directory
         try await FileIO.pool.run {
+            try FileIO.refuseLinks(below: root, to: path)
             let source = try FileIO.openForReading(file, key: nil)
             defer { close(source) }
             try FileIO.writeAtomically(to: path) { fd in try FileIO.copyContents(from: source, to: fd, path: file) }
@@ -101,7 +121,9 @@ public struct FileObjectStore: ObjectStore {
 
     public func download(_ key: ObjectKey, to file: String) async throws {
         let path = try path(for: key)
+        let root = directory
         try await FileIO.pool.run {
+            try FileIO.refuseLinks(below: root, to: path)
             let source = try FileIO.openForReading(path, key: key)
             defer { close(source) }
             try FileIO.writeAtomically(to: file) { fd in try FileIO.copyContents(from: source, to: fd, path: path) }
@@ -112,7 +134,10 @@ public struct FileObjectStore: ObjectStore {
     public func copy(from source: ObjectKey, to destination: ObjectKey) async throws -> ObjectInfo {
         let sourcePath = try path(for: source)
         let destinationPath = try path(for: destination)
+        let root = directory
         return try await FileIO.pool.run {
+            try FileIO.refuseLinks(below: root, to: sourcePath)
+            try FileIO.refuseLinks(below: root, to: destinationPath)
             let fd = try FileIO.openForReading(sourcePath, key: source)
             defer { close(fd) }
             try FileIO.writeAtomically(to: destinationPath) { out in try FileIO.copyContents(from: fd, to: out, path: sourcePath) }
@@ -124,6 +149,7 @@ public struct FileObjectStore: ObjectStore {
         let path = try path(for: key)
         let root = directory
         try await FileIO.pool.run {
+            try FileIO.refuseLinks(below: root, to: path)
             if unlink(path) != 0 {
                 let code = errno
                 // Missing (or a directory, which is not an object): nothing to delete.
@@ -235,12 +261,33 @@ enum FileIO {
         return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
     }
 
+    /// Refuses `path` when a directory on the way to it below `root` is a symbolic link (the
+    /// object itself is checked by its open or `lstat`). Components that do not exist yet end the
+    /// check: they will be created as directories.
+    static func refuseLinks(below root: String, to path: String) throws(ObjectStorageError) {
+        guard path.hasPrefix(root) else { throw ObjectStorageError(.invalidKey, "\(path) is not below the store's root \(root)") }
+        var current = root == "/" ? "" : root
+        let components = path.dropFirst(root.count).split(separator: "/")
+        for component in components.dropLast() {
+            current += "/" + component
+            var info = stat()
+            guard lstat(current, &info) == 0 else { return }
+            if (info.st_mode & S_IFMT) == S_IFLNK {
+                throw ObjectStorageError(.accessDenied, "\(current) is a symbolic link; the file store does not follow links out of its root")
+            }
+        }
+    }
+
     /// Opens a regular file for reading; a missing file (or a directory) is `.notFound`.
     static func openForReading(_ path: String, key: ObjectKey?) throws(ObjectStorageError) -> Int32 {
         var fd: Int32
-        repeat { fd = open(path, O_RDONLY | O_CLOEXEC) } while fd < 0 && errno == EINTR
+        let flags = O_RDONLY | O_CLOEXEC | (key == nil ? 0 : O_NOFOLLOW)
+        repeat { fd = open(path, flags) } while fd < 0 && errno == EINTR
         guard fd >= 0 else {
             let code = errno
+            if code == ELOOP, let key {
+                throw ObjectStorageError(.accessDenied, "object '\(key)' is a symbolic link; the file store does not follow links", status: Int(code))
+            }
             if code == ENOENT || code == ENOTDIR, let key {
                 throw ObjectStorageError(.notFound, "no object '\(key)'", status: Int(code))
             }
@@ -256,10 +303,13 @@ enum FileIO {
 
     static func info(path: String, key: ObjectKey) throws(ObjectStorageError) -> ObjectInfo {
         var info = stat()
-        guard stat(path, &info) == 0 else {
+        guard lstat(path, &info) == 0 else {
             let code = errno
             if code == ENOENT || code == ENOTDIR { throw ObjectStorageError(.notFound, "no object '\(key)'", status: Int(code)) }
-            throw error(code, "stat", path)
+            throw error(code, "lstat", path)
+        }
+        if (info.st_mode & S_IFMT) == S_IFLNK {
+            throw ObjectStorageError(.accessDenied, "object '\(key)' is a symbolic link; the file store does not follow links")
         }
         guard (info.st_mode & S_IFMT) == S_IFREG else { throw ObjectStorageError(.notFound, "no object '\(key)' (not a regular file)") }
         return objectInfo(key: key, info)
@@ -418,7 +468,11 @@ enum FileIO {
                 }
                 let childAbsolute = root == "/" ? "/" + childRelative : root + "/" + childRelative
                 var info = stat()
-                guard stat(childAbsolute, &info) == 0 else { continue }  // vanished meanwhile, or a dangling link
+                guard lstat(childAbsolute, &info) == 0 else { continue }  // vanished meanwhile
+                if (info.st_mode & S_IFMT) == S_IFLNK {
+                    logger.warning("skipping a symbolic link in the file store", metadata: ["path": "\(childAbsolute)"])
+                    continue
+                }
                 switch info.st_mode & S_IFMT {
                 case S_IFDIR:
                     try visit(childRelative)

@@ -36,6 +36,32 @@ import Testing
         }
     }
 
+    /// Links planted in the store never lead outside it: not through a directory, not as an object,
+    /// not in a listing.
+    @Test func symbolicLinksAreNotFollowed() async throws {
+        try await withTempDirectory { outside in
+            try await withTempDirectory { directory in
+                try Data("secret".utf8).write(to: URL(fileURLWithPath: outside + "/secret.txt"))
+                try FileManager.default.createSymbolicLink(atPath: directory + "/evil", withDestinationPath: outside)
+                try FileManager.default.createSymbolicLink(atPath: directory + "/link.pdf", withDestinationPath: outside + "/secret.txt")
+                let store = try await ObjectStorage.open("file://" + directory)
+                await expectStorageError(.accessDenied) { _ = try await store.get(try ObjectKey("evil/secret.txt")) }
+                await expectStorageError(.accessDenied) { try await store.put(try ObjectKey("evil/new.txt"), Data("x".utf8)) }
+                await expectStorageError(.accessDenied) { try await store.delete(try ObjectKey("evil/secret.txt")) }
+                await expectStorageError(.accessDenied) { _ = try await store.get(try ObjectKey("link.pdf")) }
+                await expectStorageError(.accessDenied) { _ = try await store.head(try ObjectKey("link.pdf")) }
+                await expectStorageError(.accessDenied) {
+                    _ = try await store.copy(from: try ObjectKey("link.pdf"), to: try ObjectKey("copied.pdf"))
+                }
+                #expect(!FileManager.default.fileExists(atPath: outside + "/new.txt"), "nothing written outside the root")
+                #expect(try String(contentsOfFile: outside + "/secret.txt", encoding: .utf8) == "secret", "nothing deleted or changed outside")
+                try await store.put(try ObjectKey("real/file.pdf"), Data("ok".utf8))
+                #expect(try await collect(store.list(prefix: "")).map(\.key.rawValue) == ["real/file.pdf"], "links are not listed")
+                try await store.shutdown()
+            }
+        }
+    }
+
     /// A full disk is transient (the document waits for room), never a permanent failure. The
     /// disk is a real 64 KiB tmpfs (the tests run as root, as CI does); no mount is a failure.
     @Test func aFullDiskIsTransient() async throws {
