@@ -194,9 +194,12 @@ extension Supervisor {
             let target: Int
             if deployment.desiredState == .running {
                 var scaler = autoscalers[group] ?? Autoscaler(window: settings.scaleDownWindow)
+                let bounds = Self.effectiveBounds(
+                    deployment: deployment.minProcs...max(deployment.minProcs, deployment.maxProcs),
+                    program: program.minProcs...max(program.minProcs, program.maxProcs))
                 target = scaler.decide(
                     visible: result.visible[deployment.queue] ?? 0, messagesPerProc: deployment.messagesPerProc ?? program.messagesPerProc,
-                    min: deployment.minProcs, max: deployment.maxProcs, now: now)
+                    min: bounds.lowerBound, max: bounds.upperBound, now: now)
                 autoscalers[group] = scaler
             } else {
                 target = 0
@@ -273,5 +276,16 @@ extension Supervisor {
             setTarget(GroupKey(program: name, deploymentID: ""), program: program, deployment: nil, count: program.minProcs)
         }
         reconcileNow()
+    }
+
+    /// The worker count a per-exchange deployment runs within on this supervisor: the range the
+    /// orchestrator wrote on the deployment, narrowed to the program's `min_procs`…`max_procs` in
+    /// supervisor.conf. The tighter bound wins on both ends, so `max_procs = 1` means one worker
+    /// per exchange and stage whatever the orchestrator allows, and an orchestrator limit below
+    /// the file's holds too; the lower bound never exceeds the upper.
+    public static func effectiveBounds(deployment: ClosedRange<Int>, program: ClosedRange<Int>) -> ClosedRange<Int> {
+        let upper = max(1, min(deployment.upperBound, program.upperBound))
+        let lower = min(max(deployment.lowerBound, program.lowerBound), upper)
+        return lower...upper
     }
 }

@@ -189,6 +189,17 @@ struct ProcessStateMachineTests {
 struct AutoscalerTests {
     let start = ContinuousClock.now
 
+    @Test func aDeploymentRunsWithinTheTighterOfItsAndSupervisorConfsBounds() {
+        // The orchestrator's default 1…4 under `max_procs = 1` (exchanger run --max-procs 1): one worker.
+        #expect(Supervisor.effectiveBounds(deployment: 1...4, program: 1...1) == 1...1)
+        // supervisor.conf allows more than the orchestrator: the orchestrator's limit holds.
+        #expect(Supervisor.effectiveBounds(deployment: 1...4, program: 1...8) == 1...4)
+        // A higher min_procs in the file raises the floor, never above the ceiling.
+        #expect(Supervisor.effectiveBounds(deployment: 1...4, program: 2...8) == 2...4)
+        #expect(Supervisor.effectiveBounds(deployment: 3...4, program: 1...2) == 2...2)
+        #expect(Supervisor.effectiveBounds(deployment: 0...0, program: 1...4) == 1...1, "never below one worker while running")
+    }
+
     @Test func wantedIsCeilOfVisibleOverMessagesPerProcClamped() {
         #expect(Autoscaler.wanted(visible: 0, messagesPerProc: 100, min: 1, max: 4) == 1)
         #expect(Autoscaler.wanted(visible: 1, messagesPerProc: 100, min: 0, max: 4) == 1)
