@@ -23,7 +23,7 @@ import Glibc
     static let kerned = "BT /F1 14 Tf 72 650 Td [(Con) 120 (fi) -20 (dential) -300 (strategy) -250 (memo)] TJ ET"
 
     /// A PDF of `pages`, uncompressed, with a font and an image every page may use.
-    static func pdf(_ pages: [Page]) -> Data {
+    static func pdf(_ pages: [Page], catalogCopies: String? = nil) -> Data {
         var objects = ["<< /Type /Catalog /Pages 2 0 R >>", "", "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
         let image = "<< /Type /XObject /Subtype /Image /Width 2 /Height 2 /ColorSpace /DeviceRGB /BitsPerComponent 8 /Length 12 >>\nstream\n"
         var kids: [String] = []
@@ -36,6 +36,16 @@ import Glibc
             objects.append("<< /Length \(page.content.utf8.count) >>\nstream\n\(page.content)\nendstream")
         }
         objects[1] = "<< /Type /Pages /Kids [\(kids.joined(separator: " "))] /Count \(pages.count) >>"
+        if let text = catalogCopies {
+            // Copies of page text where PDFs keep them: XMP metadata, a tagged structure tree with
+            // /ActualText, piece info, and a form field's value.
+            let xmp = "<x:xmpmeta><dc:description>\(text)</dc:description></x:xmpmeta>"
+            let base = objects.count + 1
+            objects.append("<< /Type /Metadata /Subtype /XML /Length \(xmp.utf8.count) >>\nstream\n\(xmp)\nendstream")
+            objects.append("<< /Type /StructTreeRoot /K [<< /S /P /ActualText (\(text)) /Pg 4 0 R >>] >>")
+            objects.append("<< /Fields [<< /FT /Tx /T (note) /V (\(text)) >>] >>")
+            objects[0] = "<< /Type /Catalog /Pages 2 0 R /Metadata \(base) 0 R /StructTreeRoot \(base + 1) 0 R /MarkInfo << /Marked true >> /AcroForm \(base + 2) 0 R /PieceInfo << /App << /Private (\(text)) >> >> >>"
+        }
         let imageNumber = objects.count + 1
         objects = objects.map { $0.replacingOccurrences(of: "IMAGE 0 R", with: "\(imageNumber) 0 R") }
         var red = Data(image.utf8)
@@ -177,6 +187,20 @@ import Glibc
             let pageText = try await engine.pageText(id, pageIndex: 0)
             #expect(!pageText.contains("advice") && !pageText.contains("about") && !pageText.contains("Confidential"))
             #expect(pageText.contains("Privileged") && pageText.contains("merger") && pageText.contains("strategy"))
+            try await store.shutdown()
+        }
+    }
+
+    @Test func copiesOfTheCoveredTextElsewhereInTheFileAreDropped() async throws {
+        try await withTemporaryDirectory { directory in
+            let (engine, store) = try await Self.engine(directory)
+            let source = Self.pdf([Page(content: Self.line)], catalogCopies: "advice about the merger")
+            #expect(try await uncompressed(source).contains("advice about the merger"), "the copies are in the source")
+            let box = try Self.box(try await Self.words(source)[0], from: "advice", through: "about")
+            let built = try await engine.buildFlattened(pdf: source, annotations: try InstantJSON(annotations: [try Self.redaction("r", page: 0, bbox: box)]))
+            let file = try await uncompressed(built)
+            #expect(!file.contains("advice"), "no XMP, /ActualText, piece-info or form-field copy is left")
+            #expect(!file.contains("/StructTreeRoot") && !file.contains("/AcroForm") && !file.contains("/Metadata"))
             try await store.shutdown()
         }
     }
