@@ -95,6 +95,8 @@ public actor Supervisor {
     let eventSink: AsyncStream<Event>.Continuation
     let random: @Sendable () -> Double
     let baseEnvironment: [String: String]
+    /// What of ``baseEnvironment`` each program gets (least privilege).
+    let environmentPolicy: ProgramEnvironment
     /// The broker URL children get as EXCHANGER_DATABASE_URL (a program's own `environment` wins).
     let childBrokerURL: String?
     let metrics: SupervisorMetrics
@@ -131,6 +133,7 @@ public actor Supervisor {
         self.logger = logger
         self.random = random
         self.baseEnvironment = environment
+        self.environmentPolicy = ProgramEnvironment(environment: environment)
         self.childBrokerURL = brokerURL
         self.metrics = SupervisorMetrics()
         (events, eventSink) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .unbounded)
@@ -450,7 +453,7 @@ public actor Supervisor {
         do {
             let context = expansionContext(slot)
             let argv = try slot.program.argv(context)
-            var environment = baseEnvironment
+            var environment = environmentPolicy.filter(baseEnvironment, executable: argv.first ?? "")
             if let childBrokerURL {
                 environment["EXCHANGER_DATABASE_URL"] = childBrokerURL
                 environment.removeValue(forKey: "EXCHANGER_DATABASE_URL_FILE")

@@ -3,6 +3,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import Supervisor
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -322,6 +323,45 @@ struct SupervisorProcessTests {
             let rest = supervisor.all { $0.string("program") == "partial" && $0["partial"] == nil && $0.string("msg")?.hasPrefix("xxx") == true }
             #expect(rest.first?.string("msg")?.utf8.count == 40000 - 2 * 16 * 1024)
         }
+    }
+
+    /// Least privilege: a program gets the settings it can need, not another program's secrets
+    /// nor the supervisor's unrelated variables; its own `environment =` line always applies.
+    @Test func programsGetOnlyTheEnvironmentTheyNeed() async throws {
+        try await withTemporaryDirectory { directory in
+            let supervisor = try SupervisorHarness(config: Self.config("""
+                [program:printer]
+                command = /usr/bin/env
+                environment = OWN_SETTING=yes
+                autorestart = false
+                startsecs = 0
+                """), directory: directory, environment: [
+                    "EXCHANGER_API_TOKENS": "api-secret", "EXCHANGER_NUTRIENT_API_TOKEN": "engine-secret",
+                    "EXCHANGER_CASE_DATABASE_URL": "postgres://writer:case-secret@db/{database}", "OTHER_APP_PASSWORD": "other-secret",
+                    "EXCHANGER_LOG_LEVEL": "info", "AWS_REGION": "eu-west-1", "PGCONNECT_TIMEOUT": "5",
+                ])
+            defer { Task { await supervisor.cleanUp() } }
+            try await supervisor.waitFor("the environment printed") { $0.string("program") == "printer" && $0.string("msg")?.hasPrefix("OWN_SETTING=") == true }
+            try await Task.sleep(for: .milliseconds(300))
+            let printed = supervisor.all { $0.string("program") == "printer" }.compactMap { $0.string("msg") }
+            for secret in ["api-secret", "engine-secret", "case-secret", "other-secret"] {
+                #expect(!printed.contains { $0.contains(secret) }, "\(secret) is not passed to a program that does not use it")
+            }
+            for setting in ["EXCHANGER_LOG_LEVEL=info", "AWS_REGION=eu-west-1", "PGCONNECT_TIMEOUT=5", "OWN_SETTING=yes"] {
+                #expect(printed.contains(setting), "\(setting) is passed")
+            }
+            #expect(printed.contains { $0.hasPrefix("PATH=") })
+            #expect(try await supervisor.stop() == 0)
+        }
+        // The secrets still reach the executables that use them.
+        let policy = ProgramEnvironment(environment: [:])
+        let all = ["EXCHANGER_API_TOKENS": "a", "EXCHANGER_NUTRIENT_API_TOKEN": "n", "EXCHANGER_CASE_DATABASE_URL": "c", "EXCHANGER_API_TOKEN": "t"]
+        #expect(Set(policy.filter(all, executable: "/opt/exchanger/bin/exchanger-orchestrator").keys) == ["EXCHANGER_API_TOKENS", "EXCHANGER_CASE_DATABASE_URL"])
+        #expect(Set(policy.filter(all, executable: "exchanger-uploader").keys) == ["EXCHANGER_NUTRIENT_API_TOKEN"])
+        #expect(Set(policy.filter(all, executable: "exchanger-search-text").keys) == ["EXCHANGER_CASE_DATABASE_URL"])
+        #expect(policy.filter(all, executable: "exchanger-s3-copy").isEmpty)
+        #expect(ProgramEnvironment(environment: ["EXCHANGER_SUPERVISOR_PASS_ENV": "OTHER, EXCHANGER_API_TOKEN"])
+            .filter(["OTHER": "1", "EXCHANGER_API_TOKEN": "t"], executable: "exchanger-dlq").count == 2)
     }
 
     @Test func perProgramLogFilesGetTheLinesAndReopenOnSIGUSR2() async throws {
