@@ -1,0 +1,33 @@
+-- Least-privilege PostgreSQL roles for Document Exchanger (README, "Least privilege").
+--
+-- Run as the owner of the broker database, after `exchanger migrate` (tables created by a later
+-- migration need this script run again). The roles log in with passwords you set afterwards
+-- (ALTER ROLE … PASSWORD …, or certificates); none is a superuser or owns a table.
+--
+--   exchanger_worker        every worker: s3-copy, pre-uploader, uploader, re-OCR, search-text,
+--                           status-update and dlq. Receives, acknowledges and sends messages,
+--                           publishes events, reads queue definitions; runs the retention sweep.
+--                           It cannot create, seal or delete queues, nor touch exchanges or
+--                           deployments. (VACUUM by a non-owner is skipped with a warning.)
+--   exchanger_orchestrator  the orchestrator and the supervisors: the control plane; every broker
+--                           and control-plane table.
+--
+-- The case-database writer (the orchestrator's copy, status-update, search-text) needs, in each
+-- case database: SELECT on the source case's tables, INSERT/UPDATE/DELETE on the destination's,
+-- and CREATE on its schema for the copy's bookkeeping tables; grant those per case database.
+
+CREATE ROLE exchanger_worker LOGIN;
+GRANT USAGE ON SCHEMA public TO exchanger_worker;
+GRANT SELECT ON exchanger_migrations, broker_queues, broker_subscriptions TO exchanger_worker;
+-- Sending locks the target queue's row (FOR KEY SHARE, against a concurrent seal), which PostgreSQL
+-- allows only with UPDATE on some column: one bookkeeping column, not the queue's attributes.
+GRANT UPDATE (updated_at) ON broker_queues TO exchanger_worker;
+GRANT SELECT, INSERT, UPDATE, DELETE ON broker_messages, broker_queue_stats TO exchanger_worker;
+GRANT SELECT, INSERT ON broker_events TO exchanger_worker;
+GRANT SELECT, INSERT, UPDATE ON exchanger_dead_letters TO exchanger_worker;
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO exchanger_worker;
+
+CREATE ROLE exchanger_orchestrator LOGIN;
+GRANT USAGE ON SCHEMA public TO exchanger_orchestrator;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO exchanger_orchestrator;
+GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO exchanger_orchestrator;
