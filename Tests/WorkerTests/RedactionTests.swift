@@ -78,11 +78,14 @@ import Glibc
 
     /// The words of every page as poppler reads them.
     static func words(_ pdf: Data) async throws -> [[PDFWord]] {
-        PopplerOutput.lines(bboxLayout: try await tool("/usr/bin/pdftotext", ["-bbox-layout"], pdf, output: "-")).map { $0.flatMap(\.words) }
+        PopplerOutput.lines(bboxLayout: try await tool("/usr/bin/pdftotext", ["-bbox-layout"], pdf).output).map { $0.flatMap(\.words) }
     }
 
-    /// Runs `executable arguments input output`, returning its standard output (or the output file when not "-").
-    static func tool(_ executable: String, _ arguments: [String], _ pdf: Data, output: String) async throws -> String {
+    /// Runs `executable arguments… in.pdf output…` on `pdf` in a fresh directory; returns its
+    /// standard output and the file `readBack` (in that directory) when one is named.
+    static func tool(
+        _ executable: String, _ arguments: [String], _ pdf: Data, output: [String] = ["-"], readBack: String? = nil
+    ) async throws -> (output: String, file: Data?) {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("exch-redaction-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -90,30 +93,21 @@ import Glibc
         try pdf.write(to: input)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
-        let target = output == "-" ? "-" : directory.appendingPathComponent(output).path
-        process.arguments = arguments + [input.path, target]
+        process.arguments = arguments + [input.path] + output.map { $0 == "-" ? $0 : directory.appendingPathComponent($0).path }
         let pipe = Pipe()
         process.standardOutput = pipe
         try process.run()
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         #expect(process.terminationStatus == 0, "\(executable) \(arguments) exits 0")
-        return String(decoding: data, as: UTF8.self)
+        return (String(decoding: data, as: UTF8.self), try readBack.map { try Data(contentsOf: directory.appendingPathComponent($0)) })
     }
 
-    /// Page 1 rendered at 72 dpi by pdftoppm: width, height and RGB bytes.
+    /// Page `page` rendered at 72 dpi by pdftoppm: width, height and RGB bytes.
     static func render(_ pdf: Data, page: Int) async throws -> (Int, Int, [UInt8]) {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("exch-render-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let input = directory.appendingPathComponent("in.pdf")
-        try pdf.write(to: input)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/pdftoppm")
-        process.arguments = ["-r", "72", "-f", "\(page)", "-l", "\(page)", "-singlefile", input.path, directory.appendingPathComponent("page").path]
-        try process.run()
-        process.waitUntilExit()
-        let bytes = [UInt8](try Data(contentsOf: directory.appendingPathComponent("page.ppm")))
+        let ppm = try await tool(
+            "/usr/bin/pdftoppm", ["-r", "72", "-f", "\(page)", "-l", "\(page)", "-singlefile"], pdf, output: ["page"], readBack: "page.ppm")
+        let bytes = [UInt8](try #require(ppm.file))
         // P6 <width> <height> 255 <RGB…>
         var fields: [String] = []
         var index = 0
