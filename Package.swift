@@ -192,7 +192,8 @@ let package = Package(
         .target(
             name: "OrchestratorService",
             dependencies: [
-                "Broker", "CaseData", "Deployments", "ExchangerEvents", "ExchangerLogging", "Orchestrator", "ProcessSupport", "WorkerRuntime",
+                "Broker", "CaseData", "DatabaseSupport", "Deployments", "ExchangerEvents", "ExchangerLogging", "Orchestrator", "ProcessSupport",
+                "WorkerRuntime",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -44,6 +44,8 @@ paths:
           $ref: '#/components/responses/Error'
         '401':
           $ref: '#/components/responses/Unauthorized'
+        '503':
+          $ref: '#/components/responses/Unavailable'
         '409':
           $ref: '#/components/responses/Error'
         '413':
@@ -92,6 +94,8 @@ paths:
           $ref: '#/components/responses/Error'
         '401':
           $ref: '#/components/responses/Unauthorized'
+        '503':
+          $ref: '#/components/responses/Unavailable'
   /exchange:
     post:
       operationId: submitExchangeSingular
@@ -111,6 +115,8 @@ paths:
           $ref: '#/components/responses/Error'
         '401':
           $ref: '#/components/responses/Unauthorized'
+        '503':
+          $ref: '#/components/responses/Unavailable'
         '409':
           $ref: '#/components/responses/Error'
         '413':
@@ -136,6 +142,8 @@ paths:
                 $ref: '#/components/schemas/Exchange'
         '401':
           $ref: '#/components/responses/Unauthorized'
+        '503':
+          $ref: '#/components/responses/Unavailable'
         '404':
           $ref: '#/components/responses/Error'
     delete:
@@ -159,6 +167,8 @@ paths:
                     type: string
         '401':
           $ref: '#/components/responses/Unauthorized'
+        '503':
+          $ref: '#/components/responses/Unavailable'
         '404':
           $ref: '#/components/responses/Error'
         '409':
@@ -255,6 +265,18 @@ components:
                 type: boolean
     Unauthorized:
       description: "No or an invalid bearer token (with `WWW-Authenticate: Bearer`)."
+      content:
+        application/json:
+          schema:
+            $ref: '#/components/schemas/Error'
+    Unavailable:
+      description: The broker database is unreachable (for example PostgreSQL restarting); retry after `Retry-After` seconds.
+      headers:
+        Retry-After:
+          description: Seconds to wait before retrying (EXCHANGER_ORCHESTRATOR_RETRY_AFTER_SECONDS, 2).
+          schema:
+            type: integer
+            minimum: 1
       content:
         application/json:
           schema:

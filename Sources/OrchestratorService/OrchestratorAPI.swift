@@ -1,3 +1,5 @@
+import Broker
+import DatabaseSupport
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -204,6 +206,9 @@ struct Handler: Sendable {
             response = failure.response
         } catch let error as OrchestratorError {
             response = Self.failure(error).response
+        } catch where Self.isDatabaseUnavailable(error) {
+            logger.warning("broker database unavailable", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+            response = Self.unavailable(retryAfter: service.settings.retryAfter).response
         } catch {
             logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
             response = APIFailure(.internalServerError, "internal", "internal error").response
@@ -225,6 +230,31 @@ struct Handler: Sendable {
         default: .internalServerError
         }
         return APIFailure(status, error.code.description, error.message, field: error.field)
+    }
+
+    /// Whether `error` is the broker's database being unreachable (connection refused or lost,
+    /// server shutting down or restarting, no pooled connection in time): a client may retry.
+    /// Other database errors (a bad statement, a constraint) stay internal errors.
+    static func isDatabaseUnavailable(_ error: any Error) -> Bool {
+        if let error = error as? BrokerError {
+            return error.code == .closed || (error.underlying.map(isConnectionClass) ?? false)
+        }
+        if let error = error as? DatabaseError { return isConnectionClass(error) }
+        return false
+    }
+
+    private static func isConnectionClass(_ error: DatabaseError) -> Bool {
+        if [.connectionFailed, .connectionClosed, .poolTimeout, .poolClosed].contains(error.code) { return true }
+        guard let sqlState = error.sqlState else { return false }
+        // 08 connection exception; 57P01-57P03 admin/crash shutdown, cannot connect now; 53300 too many connections.
+        return sqlState.hasPrefix("08") || sqlState.hasPrefix("57P") || sqlState == "53300"
+    }
+
+    /// 503 `unavailable` with `Retry-After` (whole seconds, at least 1).
+    static func unavailable(retryAfter: Duration) -> APIFailure {
+        var failure = APIFailure(.serviceUnavailable, "unavailable", "the broker database is unreachable; retry later")
+        failure.headers = [.retryAfter: "\(max(1, retryAfter.components.seconds))"]
+        return failure
     }
 
     private func authenticate(_ request: Request) throws(APIFailure) {
