@@ -18,7 +18,7 @@ public struct APIRoute: Sendable, Hashable {
         case get
         /// `GET /exchanges`.
         case list
-        /// `DELETE /exchanges/{jobId}`.
+        /// `POST /exchanges/{jobId}/cancel`, `DELETE /exchanges/{jobId}` (its alias).
         case cancel
         /// `GET /healthz`.
         case health
@@ -55,11 +55,28 @@ public enum OrchestratorAPI {
         APIRoute(method: "GET", path: "/exchanges", endpoint: .list, authenticated: true),
         APIRoute(method: "GET", path: "/exchanges/{jobId}", endpoint: .get, authenticated: true),
         APIRoute(method: "DELETE", path: "/exchanges/{jobId}", endpoint: .cancel, authenticated: true),
+        APIRoute(method: "POST", path: "/exchanges/{jobId}/cancel", endpoint: .cancel, authenticated: true),
         APIRoute(method: "GET", path: "/healthz", endpoint: .health, authenticated: false),
         APIRoute(method: "GET", path: "/readyz", endpoint: .ready, authenticated: false),
         APIRoute(method: "GET", path: "/metrics", endpoint: .metrics, authenticated: false),
         APIRoute(method: "GET", path: "/openapi.yaml", endpoint: .openAPI, authenticated: false),
     ]
+
+    /// The methods ``routes`` declare for the concrete `path` (`/exchanges/abc`), in route order;
+    /// empty when no route has this path.
+    public static func allowedMethods(path: String) -> [String] {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
+        var methods: [String] = []
+        for route in routes {
+            let pattern = route.path.split(separator: "/", omittingEmptySubsequences: false)
+            guard pattern.count == segments.count else { continue }
+            let matches = zip(pattern, segments).allSatisfy { part, segment in
+                part.hasPrefix("{") ? !segment.isEmpty : part == segment
+            }
+            if matches, !methods.contains(route.method) { methods.append(route.method) }
+        }
+        return methods
+    }
 
     /// The OpenAPI document (`openapi.yaml`, compiled in).
     public static func openAPIDocument() throws -> String {
@@ -145,7 +162,8 @@ enum JSONBody {
     }
 }
 
-/// Turns the router's own errors (no route for the path or method) into JSON bodies, and logs them.
+/// Turns the router's own errors into JSON bodies, and logs them: an unknown path is 404, an
+/// undeclared method on a known path 405 with `Allow`.
 struct UnmatchedRouteMiddleware<Context: RequestContext>: RouterMiddleware {
     let logger: Logger
 
@@ -153,8 +171,14 @@ struct UnmatchedRouteMiddleware<Context: RequestContext>: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch {
-            let failure: APIFailure
-            if let error = error as? any HTTPResponseError, error.status == .notFound {
+            var failure: APIFailure
+            let allowed = OrchestratorAPI.allowedMethods(path: request.uri.path)
+            if let error = error as? any HTTPResponseError, error.status == .notFound || error.status == .methodNotAllowed, !allowed.isEmpty {
+                // A known path with an undeclared method.
+                failure = APIFailure(
+                    .methodNotAllowed, "methodNotAllowed", "\(request.method) is not allowed on \(request.uri.path); allowed: \(allowed.joined(separator: ", "))")
+                failure.headers = [.allow: allowed.joined(separator: ", ")]
+            } else if let error = error as? any HTTPResponseError, error.status == .notFound {
                 failure = APIFailure(.notFound, "notFound", "no route for \(request.method) \(request.uri.path)")
             } else if let error = error as? any HTTPResponseError {
                 failure = APIFailure(error.status, "http", error.status.reasonPhrase)

@@ -325,4 +325,37 @@ struct APITests {
         #expect(!Handler.isDatabaseUnavailable(syntax))
         #expect(!Handler.isDatabaseUnavailable(BrokerError(.invalidName, "bad name")))
     }
+
+    @Test("an undeclared method on a known path answers 405 with Allow; an unknown path 404")
+    func methodNotAllowed() async throws {
+        try await withAPI { api in
+            for (method, path, allow) in [
+                (HTTPMethod.PUT, "/exchanges", "POST, GET"), (.DELETE, "/exchanges", "POST, GET"), (.PATCH, "/exchanges/some-job", "GET, DELETE"),
+                (.GET, "/exchanges/some-job/cancel", "POST"), (.POST, "/healthz", "GET"), (.DELETE, "/openapi.yaml", "GET"),
+            ] {
+                let answer = try await api.call(method, path)
+                #expect(answer.status == 405, "\(method) \(path)")
+                #expect(answer.headers["Allow"].first == allow, "\(method) \(path)")
+                #expect(answer.errorCode == "methodNotAllowed")
+            }
+            let unknown = try await api.call(.GET, "/no-such-route")
+            #expect(unknown.status == 404)
+            #expect(unknown.errorCode == "notFound")
+        }
+    }
+
+    @Test("POST /exchanges/{jobId}/cancel cancels like DELETE; again while tearing down 202; unknown 404")
+    func cancelByPost() async throws {
+        try await withAPI { api in
+            let submitted = try await api.call(.POST, "/exchanges", body: requestBody())
+            let jobID = try #require(submitted.json["jobId"] as? String)
+            let cancelled = try await api.call(.POST, "/exchanges/\(jobID)/cancel")
+            #expect(cancelled.status == 202)
+            #expect(cancelled.json["state"] as? String == "TEARING_DOWN")
+            #expect(cancelled.json["teardownTarget"] as? String == "CANCELLED")
+            let again = try await api.call(.DELETE, "/exchanges/\(jobID)")
+            #expect(again.status == 202)
+            #expect(try await api.call(.POST, "/exchanges/no-such-job/cancel").status == 404)
+        }
+    }
 }
