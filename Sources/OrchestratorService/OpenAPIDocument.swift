@@ -340,7 +340,7 @@ components:
     ExchangeRequest:
       type: object
       additionalProperties: false
-      description: Exactly one of labelId, folderId, documentIds.
+      description: Exactly one of labelId, folderId, documentIds; destinationCaseId must differ from sourceCaseId (400 otherwise).
       required: [sourceCaseId, destinationCaseId, batchId]
       properties:
         sourceCaseId:

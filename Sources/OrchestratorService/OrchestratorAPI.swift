@@ -324,21 +324,21 @@ struct Handler: Sendable {
     private func list(_ request: Request) async throws -> Response {
         let query = request.uri.queryParameters
         var state: ExchangeState?
-        if let text = query.get("state"), !text.isEmpty {
+        if let text = query.get("state") {
             guard let parsed = Self.state(text) else {
                 throw APIFailure(.badRequest, "invalidRequest", "unknown state '\(text.prefix(40))'", field: "state")
             }
             state = parsed
         }
         var caseID: Int64?
-        if let text = query.get("caseId"), !text.isEmpty {
+        if let text = query.get("caseId") {
             guard let value = Int64(text), value > 0 else {
                 throw APIFailure(.badRequest, "invalidRequest", "must be a positive integer", field: "caseId")
             }
             caseID = value
         }
         var limit: Int?
-        if let text = query.get("limit"), !text.isEmpty {
+        if let text = query.get("limit") {
             guard let value = Int(text), value >= 1, value <= service.settings.listLimit else {
                 throw APIFailure(.badRequest, "invalidRequest", "must be an integer in 1…\(service.settings.listLimit)", field: "limit")
             }

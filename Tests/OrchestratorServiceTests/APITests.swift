@@ -358,4 +358,15 @@ struct APITests {
             #expect(try await api.call(.POST, "/exchanges/no-such-job/cancel").status == 404)
         }
     }
+
+    @Test("an empty list filter (state=, caseId=, limit=) answers 400 naming it, as the schema says")
+    func emptyListFilters() async throws {
+        try await withAPI { api in
+            for name in ["state", "caseId", "limit"] {
+                let answer = try await api.call(.GET, "/exchanges?\(name)=")
+                #expect(answer.status == 400, "\(name)=")
+                #expect(answer.errorField == name)
+            }
+        }
+    }
 }
