@@ -140,7 +140,7 @@ let package = Package(
         // and their leases, the workers that run.
         .target(
             name: "Deployments",
-            dependencies: ["Broker", "DatabaseSupport", logging],
+            dependencies: ["Broker", "ConcurrencySupport", "DatabaseSupport", logging],
             swiftSettings: strict
         ),
 
@@ -182,7 +182,7 @@ let package = Package(
         .target(
             name: "Orchestrator",
             dependencies: [
-                "Broker", "DatabaseSupport", "Deployments", "ExchangerEvents", "CaseData", logging,
+                "Broker", "ConcurrencySupport", "DatabaseSupport", "Deployments", "ExchangerEvents", "CaseData", logging,
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict
@@ -192,7 +192,8 @@ let package = Package(
         .target(
             name: "OrchestratorService",
             dependencies: [
-                "Broker", "CaseData", "Deployments", "ExchangerEvents", "ExchangerLogging", "Orchestrator", "ProcessSupport", "WorkerRuntime",
+                "Broker", "CaseData", "ConcurrencySupport", "DatabaseSupport", "Deployments", "ExchangerEvents", "ExchangerLogging", "Orchestrator", "ProcessSupport",
+                "WorkerRuntime",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),

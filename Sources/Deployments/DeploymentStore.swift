@@ -1,4 +1,5 @@
 import Broker
+import ConcurrencySupport
 import DatabaseSupport
 import Foundation
 
@@ -245,7 +246,8 @@ public struct DeploymentStore: Sendable {
             if try await liveWorkers(exchangeID: exchangeID).isEmpty { return true }
             let now = clock.now
             if now >= deadline { return false }
-            try Task.checkCancellation()
+            // Cancellation, or a stop (SIGTERM) of the caller, ends the wait.
+            try StopRequest.check()
             try await broker.waitForNotification(after: mark, timeout: min(deadline - now, pollInterval))
         }
     }

@@ -96,7 +96,8 @@ public struct LocalExchangeRun: Sendable {
         let supervisor = try FleetSupervisor.start(
             workspace: workspace, configuration: configuration, logger: logger, lineHandler: lineHandler)
         do {
-            let client = OrchestratorClient(baseURL: "http://127.0.0.1:\(port)", token: token)
+            var client = OrchestratorClient(baseURL: "http://127.0.0.1:\(port)", token: token)
+            if let window = try OrchestratorClient.retryWindow(environment: ProcessInfo.processInfo.environment) { client.retryWindow = window }
             try await client.waitUntilReady(timeout: options.startTimeout, stillStarting: { supervisor.exited == nil })
             let ready = clock.now
             let submitted = try await client.submit(requestJSON, idempotencyKey: options.idempotencyKey)

@@ -67,6 +67,27 @@ public struct OrchestratorClient: Sendable {
     public var token: String?
     /// Timeout of one request (default 30 s).
     public var requestTimeout: Duration = .seconds(30)
+    /// How long a call keeps retrying while the orchestrator is unreachable or answers 502, 503 or
+    /// 504 (default 120 s, `EXCHANGER_CLIENT_RETRY_SECONDS`); zero: no retries.
+    public var retryWindow: Duration = Self.defaultRetryWindow
+    /// The first wait between retries, doubled each time up to ``maxRetryDelay`` (default 250 ms);
+    /// a `Retry-After` header of the answer replaces it.
+    public var initialRetryDelay: Duration = .milliseconds(250)
+    /// The longest wait between retries (default 5 s).
+    public var maxRetryDelay: Duration = .seconds(5)
+
+    /// The default of ``retryWindow``: 120 s.
+    public static let defaultRetryWindow: Duration = .seconds(120)
+
+    /// ``retryWindow`` from `EXCHANGER_CLIENT_RETRY_SECONDS` (seconds, 0…86400), nil when unset.
+    /// - Throws: ``FleetError/Code/invalidRequest`` naming the variable when it is malformed.
+    public static func retryWindow(environment: [String: String]) throws -> Duration? {
+        guard let text = environment["EXCHANGER_CLIENT_RETRY_SECONDS"], !text.isEmpty else { return nil }
+        guard let value = Double(text), value.isFinite, (0...86_400).contains(value) else {
+            throw FleetError(.invalidRequest, "EXCHANGER_CLIENT_RETRY_SECONDS='\(text)' must be a number of seconds in 0…86400")
+        }
+        return .milliseconds(Int64((value * 1000).rounded()))
+    }
 
     /// A client of the API at `baseURL` sending `token`.
     public init(baseURL: String, token: String?) {
@@ -142,7 +163,7 @@ public struct OrchestratorClient: Sendable {
     /// Whether `/readyz` answers 200.
     public func isReady() async -> Bool {
         guard let request = try? makeRequest("/readyz", method: .GET, authenticated: false) else { return false }
-        return (try? await execute(request, timeout: .seconds(2)).0) == 200
+        return (try? await execute(request, timeout: .seconds(2), retrying: false).0) == 200
     }
 
     /// Waits until `/readyz` answers 200, checking every 100 ms.
@@ -164,18 +185,12 @@ public struct OrchestratorClient: Sendable {
         update: (ExchangeStatus) throws -> Void
     ) async throws -> ExchangeStatus {
         let deadline = ContinuousClock.now + timeout
-        var transientFailures = 0
         while true {
-            do {
-                let current = try await status(jobID)
-                transientFailures = 0
-                try update(current)
-                if current.isFinal { return current }
-            } catch let error as FleetError where error.code == .orchestratorUnavailable {
-                // The orchestrator restarting (crash, supervisor restart): keep watching for a while.
-                transientFailures += 1
-                if transientFailures > 120 { throw error }
-            }
+            // Each status call retries for ``retryWindow`` while the orchestrator (or its database)
+            // is unavailable: a crash, a supervisor restart, a PostgreSQL restart.
+            let current = try await status(jobID)
+            try update(current)
+            if current.isFinal { return current }
             guard ContinuousClock.now < deadline else {
                 throw FleetError(.timeout, "exchange \(jobID) did not end within \(timeout)")
             }
@@ -192,12 +207,49 @@ public struct OrchestratorClient: Sendable {
         return request
     }
 
-    private func execute(_ request: HTTPClientRequest, timeout: Duration? = nil) async throws -> (Int, String) {
+    /// One request, retried with exponential backoff (honouring `Retry-After`) while the
+    /// orchestrator cannot be reached or answers 502, 503 or 504, for up to ``retryWindow``.
+    private func execute(_ request: HTTPClientRequest, timeout: Duration? = nil, retrying: Bool = true) async throws -> (Int, String) {
+        let clock = ContinuousClock()
+        let deadline = clock.now + (retrying ? retryWindow : .zero)
+        var delay = initialRetryDelay
+        var attempts = 0
+        while true {
+            attempts += 1
+            let outcome: (status: Int, body: String, retryAfter: Duration?)
+            let lastProblem: String
+            do {
+                outcome = try await executeOnce(request, timeout: timeout)
+                guard [502, 503, 504].contains(outcome.status) else { return (outcome.status, outcome.body) }
+                lastProblem = "HTTP \(outcome.status): \(outcome.body.prefix(300))"
+            } catch let error as FleetError where error.code == .orchestratorUnavailable {
+                outcome = (0, "", nil)
+                lastProblem = error.message
+            }
+            let remaining = deadline - clock.now
+            guard remaining > .zero else {
+                if attempts == 1 {
+                    if outcome.status != 0 { return (outcome.status, outcome.body) }
+                    throw FleetError(.orchestratorUnavailable, lastProblem)
+                }
+                throw FleetError(
+                    .orchestratorUnavailable,
+                    "the orchestrator at \(baseURL) was unavailable for \(retryWindow) (\(attempts) attempts of \(request.method) \(request.url)); last: \(lastProblem)")
+            }
+            let wait = min(outcome.retryAfter ?? delay, remaining)
+            try await Task.sleep(for: wait)
+            delay = min(delay * 2, maxRetryDelay)
+        }
+    }
+
+    private func executeOnce(_ request: HTTPClientRequest, timeout: Duration?) async throws -> (status: Int, body: String, retryAfter: Duration?) {
         let limit = timeout ?? requestTimeout
         do {
             let response = try await HTTPClient.shared.execute(request, timeout: .milliseconds(limit.milliseconds))
             let body = try await response.body.collect(upTo: 16 << 20)
-            return (Int(response.status.code), String(buffer: body))
+            let retryAfter = response.headers["Retry-After"].first.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+                .map { Duration.seconds(max(0, $0)) }
+            return (Int(response.status.code), String(buffer: body), retryAfter)
         } catch let error as HTTPClientError {
             throw FleetError(.orchestratorUnavailable, "\(request.method) \(request.url): \(error)")
         } catch let error as ChannelError {

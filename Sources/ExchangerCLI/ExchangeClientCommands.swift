@@ -23,7 +23,13 @@ struct OrchestratorClientOptions: ParsableArguments {
             }
             token = text.split(whereSeparator: \.isNewline).first.map { $0.trimmingCharacters(in: .whitespaces) }
         }
-        return OrchestratorClient(baseURL: base, token: token)
+        var client = OrchestratorClient(baseURL: base, token: token)
+        do {
+            if let window = try OrchestratorClient.retryWindow(environment: environment) { client.retryWindow = window }
+        } catch let error as FleetError {
+            throw ValidationError(error.message)
+        }
+        return client
     }
 
     /// Runs `body`; a failure is one line on standard error and exit status 1.

@@ -1,4 +1,5 @@
 import Broker
+import ConcurrencySupport
 import DatabaseSupport
 import Deployments
 import ExchangerEvents
@@ -126,7 +127,7 @@ public struct ExchangeDrainer: Sendable {
     public func waitForCompletion(_ jobID: String) async throws {
         while true {
             if try await checkCompletion(jobID) == .sealed { return }
-            try await Task.sleep(for: settings.checkInterval)
+            try await StopRequest.sleep(for: settings.checkInterval)
         }
     }
 

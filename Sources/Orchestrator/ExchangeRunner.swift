@@ -1,4 +1,5 @@
 import Broker
+import ConcurrencySupport
 import CaseData
 import Deployments
 import ExchangerEvents
@@ -181,7 +182,7 @@ public struct ExchangeRunner: Sendable {
         while true {
             let record = try await step(jobID)
             if record.state.isFinal { return record }
-            if record.state == .processing { try await Task.sleep(for: settings.drain.checkInterval) }
+            if record.state == .processing { try await StopRequest.sleep(for: settings.drain.checkInterval) }
         }
     }
 
@@ -278,7 +279,8 @@ public struct ExchangeRunner: Sendable {
                     try await broker.publish(try event.topicMessage(), topic: settings.drain.topic)
                     return .failure(CopyFailure(reason: "the case-data copy failed: \(error)"))
                 }
-                try await Task.sleep(for: settings.copyRetries.delay(beforeRetry: attempt))
+                // A stop (SIGTERM) ends the wait at once; the next owner retries the copy.
+                try await StopRequest.sleep(for: settings.copyRetries.delay(beforeRetry: attempt))
             }
         }
     }

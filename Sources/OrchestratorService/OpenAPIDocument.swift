@@ -44,6 +44,8 @@ paths:
           $ref: '#/components/responses/Error'
         '401':
           $ref: '#/components/responses/Unauthorized'
+        '503':
+          $ref: '#/components/responses/Unavailable'
         '409':
           $ref: '#/components/responses/Error'
         '413':
@@ -68,6 +70,7 @@ paths:
             type: integer
             format: int64
             minimum: 1
+            maximum: 9223372036854775807
         - name: limit
           in: query
           required: false
@@ -75,6 +78,7 @@ paths:
           schema:
             type: integer
             minimum: 1
+            maximum: 100
       responses:
         '200':
           description: The exchanges.
@@ -92,6 +96,8 @@ paths:
           $ref: '#/components/responses/Error'
         '401':
           $ref: '#/components/responses/Unauthorized'
+        '503':
+          $ref: '#/components/responses/Unavailable'
   /exchange:
     post:
       operationId: submitExchangeSingular
@@ -111,6 +117,8 @@ paths:
           $ref: '#/components/responses/Error'
         '401':
           $ref: '#/components/responses/Unauthorized'
+        '503':
+          $ref: '#/components/responses/Unavailable'
         '409':
           $ref: '#/components/responses/Error'
         '413':
@@ -136,33 +144,53 @@ paths:
                 $ref: '#/components/schemas/Exchange'
         '401':
           $ref: '#/components/responses/Unauthorized'
+        '503':
+          $ref: '#/components/responses/Unavailable'
         '404':
           $ref: '#/components/responses/Error'
     delete:
-      operationId: cancelExchange
-      summary: Cancel a running exchange
-      description: The exchange moves to TEARING_DOWN (target CANCELLED) at once; its teardown ends in CANCELLED.
+      operationId: cancelExchangeDelete
+      summary: Cancel a running exchange (alias of POST /exchanges/{jobId}/cancel)
+      description: Same as POST /exchanges/{jobId}/cancel.
       responses:
         '202':
-          description: Cancellation under way.
-          content:
-            application/json:
-              schema:
-                type: object
-                required: [jobId, state]
-                properties:
-                  jobId:
-                    type: string
-                  state:
-                    type: string
-                  teardownTarget:
-                    type: string
+          $ref: '#/components/responses/Cancelled'
         '401':
           $ref: '#/components/responses/Unauthorized'
         '404':
           $ref: '#/components/responses/Error'
         '409':
           $ref: '#/components/responses/Error'
+        '503':
+          $ref: '#/components/responses/Unavailable'
+  /exchanges/{jobId}/cancel:
+    parameters:
+      - name: jobId
+        in: path
+        required: true
+        schema:
+          type: string
+    post:
+      operationId: cancelExchange
+      summary: Cancel a running exchange
+      description: |
+        Asks for cancellation; the request body is ignored. An exchange that is not final, and not
+        already failing, moves to TEARING_DOWN with teardownTarget CANCELLED at once (202); the work
+        loop then stops its workers, removes its queues and deployments and ends it in CANCELLED.
+        Cancelling again while it tears down answers 202 again. An exchange already FINISHED, FAILED
+        or CANCELLED, or tearing down towards FAILED, answers 409; an unknown job id 404. Documents
+        already copied stay copied.
+      responses:
+        '202':
+          $ref: '#/components/responses/Cancelled'
+        '401':
+          $ref: '#/components/responses/Unauthorized'
+        '404':
+          $ref: '#/components/responses/Error'
+        '409':
+          $ref: '#/components/responses/Error'
+        '503':
+          $ref: '#/components/responses/Unavailable'
   /healthz:
     get:
       operationId: health
@@ -234,7 +262,24 @@ components:
         type: string
         minLength: 1
         maxLength: 200
+        pattern: '^[^\u0000-\u001F\u007F-\u009F]+$'
   responses:
+    Cancelled:
+      description: Cancellation under way (or already under way).
+      content:
+        application/json:
+          schema:
+            type: object
+            required: [jobId, state]
+            properties:
+              jobId:
+                type: string
+              state:
+                type: string
+                enum: [TEARING_DOWN, CANCELLED]
+              teardownTarget:
+                type: string
+                enum: [CANCELLED]
     Accepted:
       description: Accepted (also for an idempotent retry, with created false).
       headers:
@@ -255,6 +300,18 @@ components:
                 type: boolean
     Unauthorized:
       description: "No or an invalid bearer token (with `WWW-Authenticate: Bearer`)."
+      content:
+        application/json:
+          schema:
+            $ref: '#/components/schemas/Error'
+    Unavailable:
+      description: The broker database is unreachable (for example PostgreSQL restarting); retry after `Retry-After` seconds.
+      headers:
+        Retry-After:
+          description: Seconds to wait before retrying (EXCHANGER_ORCHESTRATOR_RETRY_AFTER_SECONDS, 2).
+          schema:
+            type: integer
+            minimum: 1
       content:
         application/json:
           schema:
@@ -283,7 +340,7 @@ components:
     ExchangeRequest:
       type: object
       additionalProperties: false
-      description: Exactly one of labelId, folderId, documentIds.
+      description: Exactly one of labelId, folderId, documentIds; destinationCaseId must differ from sourceCaseId (400 otherwise).
       required: [sourceCaseId, destinationCaseId, batchId]
       properties:
         sourceCaseId:

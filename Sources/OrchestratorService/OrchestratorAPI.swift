@@ -1,3 +1,5 @@
+import Broker
+import DatabaseSupport
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -16,7 +18,7 @@ public struct APIRoute: Sendable, Hashable {
         case get
         /// `GET /exchanges`.
         case list
-        /// `DELETE /exchanges/{jobId}`.
+        /// `POST /exchanges/{jobId}/cancel`, `DELETE /exchanges/{jobId}` (its alias).
         case cancel
         /// `GET /healthz`.
         case health
@@ -53,11 +55,28 @@ public enum OrchestratorAPI {
         APIRoute(method: "GET", path: "/exchanges", endpoint: .list, authenticated: true),
         APIRoute(method: "GET", path: "/exchanges/{jobId}", endpoint: .get, authenticated: true),
         APIRoute(method: "DELETE", path: "/exchanges/{jobId}", endpoint: .cancel, authenticated: true),
+        APIRoute(method: "POST", path: "/exchanges/{jobId}/cancel", endpoint: .cancel, authenticated: true),
         APIRoute(method: "GET", path: "/healthz", endpoint: .health, authenticated: false),
         APIRoute(method: "GET", path: "/readyz", endpoint: .ready, authenticated: false),
         APIRoute(method: "GET", path: "/metrics", endpoint: .metrics, authenticated: false),
         APIRoute(method: "GET", path: "/openapi.yaml", endpoint: .openAPI, authenticated: false),
     ]
+
+    /// The methods ``routes`` declare for the concrete `path` (`/exchanges/abc`), in route order;
+    /// empty when no route has this path.
+    public static func allowedMethods(path: String) -> [String] {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
+        var methods: [String] = []
+        for route in routes {
+            let pattern = route.path.split(separator: "/", omittingEmptySubsequences: false)
+            guard pattern.count == segments.count else { continue }
+            let matches = zip(pattern, segments).allSatisfy { part, segment in
+                part.hasPrefix("{") ? !segment.isEmpty : part == segment
+            }
+            if matches, !methods.contains(route.method) { methods.append(route.method) }
+        }
+        return methods
+    }
 
     /// The OpenAPI document (`openapi.yaml`, compiled in).
     public static func openAPIDocument() throws -> String {
@@ -143,7 +162,8 @@ enum JSONBody {
     }
 }
 
-/// Turns the router's own errors (no route for the path or method) into JSON bodies, and logs them.
+/// Turns the router's own errors into JSON bodies, and logs them: an unknown path is 404, an
+/// undeclared method on a known path 405 with `Allow`.
 struct UnmatchedRouteMiddleware<Context: RequestContext>: RouterMiddleware {
     let logger: Logger
 
@@ -151,8 +171,14 @@ struct UnmatchedRouteMiddleware<Context: RequestContext>: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch {
-            let failure: APIFailure
-            if let error = error as? any HTTPResponseError, error.status == .notFound {
+            var failure: APIFailure
+            let allowed = OrchestratorAPI.allowedMethods(path: request.uri.path)
+            if let error = error as? any HTTPResponseError, error.status == .notFound || error.status == .methodNotAllowed, !allowed.isEmpty {
+                // A known path with an undeclared method.
+                failure = APIFailure(
+                    .methodNotAllowed, "methodNotAllowed", "\(request.method) is not allowed on \(request.uri.path); allowed: \(allowed.joined(separator: ", "))")
+                failure.headers = [.allow: allowed.joined(separator: ", ")]
+            } else if let error = error as? any HTTPResponseError, error.status == .notFound {
                 failure = APIFailure(.notFound, "notFound", "no route for \(request.method) \(request.uri.path)")
             } else if let error = error as? any HTTPResponseError {
                 failure = APIFailure(error.status, "http", error.status.reasonPhrase)
@@ -204,6 +230,9 @@ struct Handler: Sendable {
             response = failure.response
         } catch let error as OrchestratorError {
             response = Self.failure(error).response
+        } catch where Self.isDatabaseUnavailable(error) {
+            logger.warning("broker database unavailable", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+            response = Self.unavailable(retryAfter: service.settings.retryAfter).response
         } catch {
             logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
             response = APIFailure(.internalServerError, "internal", "internal error").response
@@ -225,6 +254,31 @@ struct Handler: Sendable {
         default: .internalServerError
         }
         return APIFailure(status, error.code.description, error.message, field: error.field)
+    }
+
+    /// Whether `error` is the broker's database being unreachable (connection refused or lost,
+    /// server shutting down or restarting, no pooled connection in time): a client may retry.
+    /// Other database errors (a bad statement, a constraint) stay internal errors.
+    static func isDatabaseUnavailable(_ error: any Error) -> Bool {
+        if let error = error as? BrokerError {
+            return error.code == .closed || (error.underlying.map(isConnectionClass) ?? false)
+        }
+        if let error = error as? DatabaseError { return isConnectionClass(error) }
+        return false
+    }
+
+    private static func isConnectionClass(_ error: DatabaseError) -> Bool {
+        if [.connectionFailed, .connectionClosed, .poolTimeout, .poolClosed].contains(error.code) { return true }
+        guard let sqlState = error.sqlState else { return false }
+        // 08 connection exception; 57P01-57P03 admin/crash shutdown, cannot connect now; 53300 too many connections.
+        return sqlState.hasPrefix("08") || sqlState.hasPrefix("57P") || sqlState == "53300"
+    }
+
+    /// 503 `unavailable` with `Retry-After` (whole seconds, at least 1).
+    static func unavailable(retryAfter: Duration) -> APIFailure {
+        var failure = APIFailure(.serviceUnavailable, "unavailable", "the broker database is unreachable; retry later")
+        failure.headers = [.retryAfter: "\(max(1, retryAfter.components.seconds))"]
+        return failure
     }
 
     private func authenticate(_ request: Request) throws(APIFailure) {
@@ -270,21 +324,21 @@ struct Handler: Sendable {
     private func list(_ request: Request) async throws -> Response {
         let query = request.uri.queryParameters
         var state: ExchangeState?
-        if let text = query.get("state"), !text.isEmpty {
+        if let text = query.get("state") {
             guard let parsed = Self.state(text) else {
                 throw APIFailure(.badRequest, "invalidRequest", "unknown state '\(text.prefix(40))'", field: "state")
             }
             state = parsed
         }
         var caseID: Int64?
-        if let text = query.get("caseId"), !text.isEmpty {
+        if let text = query.get("caseId") {
             guard let value = Int64(text), value > 0 else {
                 throw APIFailure(.badRequest, "invalidRequest", "must be a positive integer", field: "caseId")
             }
             caseID = value
         }
         var limit: Int?
-        if let text = query.get("limit"), !text.isEmpty {
+        if let text = query.get("limit") {
             guard let value = Int(text), value >= 1, value <= service.settings.listLimit else {
                 throw APIFailure(.badRequest, "invalidRequest", "must be an integer in 1…\(service.settings.listLimit)", field: "limit")
             }

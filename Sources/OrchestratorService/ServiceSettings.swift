@@ -19,6 +19,7 @@ import Orchestrator
 /// | `EXCHANGER_ORCHESTRATOR_EVENT_QUEUE` | the lifecycle event queue (completion checks on events) | exch-orch |
 /// | `EXCHANGER_ORCHESTRATOR_EVENT_BATCH` | events received at once from it | 100 |
 /// | `EXCHANGER_ORCHESTRATOR_EVENT_WAIT_SECONDS` | long-poll wait on it | 5 |
+/// | `EXCHANGER_ORCHESTRATOR_RETRY_AFTER_SECONDS` | `Retry-After` of a 503 while the broker database is unreachable | 2 |
 public struct OrchestratorServiceSettings: Sendable, Hashable {
     /// Largest accepted request body in bytes (1 MiB).
     public var maxBodyBytes: Int = 1 << 20
@@ -30,6 +31,8 @@ public struct OrchestratorServiceSettings: Sendable, Hashable {
     public var pollInterval: Duration = .seconds(1)
     /// How long the step in hand may run on after SIGTERM before it is cancelled (20 s).
     public var shutdownGrace: Duration = .seconds(20)
+    /// The `Retry-After` a 503 carries while the broker database is unreachable (2 s).
+    public var retryAfter: Duration = .seconds(2)
     /// The orchestrator core's settings (limits, retries, completion checks, teardown).
     public var core = OrchestratorSettings()
     /// The lifecycle event listener's settings (`exch-orch`).
@@ -60,6 +63,7 @@ public struct OrchestratorServiceSettings: Sendable, Hashable {
         if let value = try Self.seconds(environment, "EXCHANGER_ORCHESTRATOR_WORKER_STOP_TIMEOUT_SECONDS", 1...86_400) {
             core.drain.workerStopTimeout = value
         }
+        if let value = try Self.seconds(environment, "EXCHANGER_ORCHESTRATOR_RETRY_AFTER_SECONDS", 1...3600) { retryAfter = value }
         if let queue = environment["EXCHANGER_ORCHESTRATOR_EVENT_QUEUE"], !queue.isEmpty { events.queue = queue }
         if let value = try Self.integer(environment, "EXCHANGER_ORCHESTRATOR_EVENT_BATCH", 1...10_000) { events.batchSize = value }
         if let value = try Self.seconds(environment, "EXCHANGER_ORCHESTRATOR_EVENT_WAIT_SECONDS", 0.01...300) { events.wait = value }

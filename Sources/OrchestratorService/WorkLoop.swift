@@ -1,3 +1,4 @@
+import ConcurrencySupport
 import Foundation
 import Logging
 import Orchestrator
@@ -135,7 +136,8 @@ public struct OrchestratorWorkLoop: Sendable {
         while true {
             if stop.isRequested { return nil }
             let before = try await runner.store.get(jobID)
-            let record = try await runner.step(jobID)
+            // Waits inside the step (copy retry backoff, waits for workers) end when a stop is requested.
+            let record = try await StopRequest.$isRequested.withValue({ stop.isRequested }) { try await runner.step(jobID) }
             if record.state.isFinal { return record }
             if record.state == .processing, before?.state == .processing { return record }
         }

@@ -27,9 +27,14 @@ struct FleetFixture: Sendable {
 
     static func with<T: Sendable>(
         _ backend: Backend, storage: Storage = .file, documentEngineURL: String? = nil, engineEnvironment: [String: String] = [:],
-        _ body: (FleetFixture) async throws -> T
+        restartableBroker: Bool = false, _ body: (FleetFixture) async throws -> T
     ) async throws -> T {
-        try await withTestDatabase(backend) { brokerURL in
+        // `restartableBroker`: the broker database on the restartable server (held alone), for tests
+        // that restart PostgreSQL under the fleet.
+        let withBrokerDatabase: ((String) async throws -> T) async throws -> T = { body in
+            restartableBroker ? try await RestartablePostgres.withDatabase(body) : try await withTestDatabase(backend, body)
+        }
+        return try await withBrokerDatabase { brokerURL in
             try await withTemporaryDirectory { directory in
                 var environment: [String: String] = ["EXCHANGER_DATABASE_URL": brokerURL]
                 if let documentEngineURL { environment["EXCHANGER_DOCUMENT_ENGINE_URL"] = documentEngineURL }

@@ -7,6 +7,7 @@ import FakeNutrient
 import Foundation
 import ObjectStorage
 import ProcessSupport
+import Synchronization
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -48,6 +49,40 @@ struct WholeExchangeTests {
             #expect(again.state == "FINISHED")
             #expect(try #require(again.verification).isExact)
             #expect(try await fixture.eventCount("DOCUMENT_UPLOADED", jobID: result.jobId) == 60)
+        }
+    }
+
+    @Test("PostgreSQL restarted twice during a run: the clients retry, the run finishes verified exact")
+    func postgresRestartsDuringRun() async throws {
+        try await FleetFixture.with(.postgres, restartableBroker: true) { fixture in
+            let demo = try await fixture.seed(documents: 60)
+            var options = LocalExchangeRun.Options()
+            options.timeout = .seconds(300)
+            let run = LocalExchangeRun(workspace: fixture.workspace, options: options, logger: fixture.logger)
+            let seen = Mutex<[String]>([])
+            let runTask = Task {
+                try await run.run(requestJSON: demo.requestJSON(), progress: { status, _ in
+                    seen.withLock { states in if states.last != status.state { states.append(status.state) } }
+                })
+            }
+            // First restart as soon as the exchange is submitted, the second once it is past copying.
+            var restarts: [String] = []
+            for wanted in [["ACCEPTED", "PROVISIONING", "COPYING_DATABASE", "CONSTRUCTING_PAYLOAD", "PROCESSING"], ["CONSTRUCTING_PAYLOAD", "PROCESSING", "DRAINING"]] {
+                let deadline = ContinuousClock.now + .seconds(120)
+                while ContinuousClock.now < deadline, !seen.withLock({ states in states.contains { wanted.contains($0) } }) {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                let before = seen.withLock { $0.last ?? "none" }
+                try await RestartablePostgres.restart()
+                restarts.append(before)
+            }
+            let result = try await runTask.value
+            #expect(restarts.count == 2)
+            #expect(!restarts.contains("FINISHED"), "restarted in \(restarts)")
+            #expect(result.state == "FINISHED", "\(result.error ?? "")")
+            #expect(result.copied == 60 && result.failed == 0)
+            let verification = try #require(result.verification)
+            #expect(verification.isExact, "\(verification.problems)")
         }
     }
 

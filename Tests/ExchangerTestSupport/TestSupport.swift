@@ -202,16 +202,31 @@ public enum RestartablePostgres {
     /// `pg_ctl restart -m fast` as the server's owner: connections are cut, in-flight transactions
     /// rolled back, and the server comes back at the same address.
     public static func restart() async throws {
+        try await pgCtl(["-w", "-m", "fast", "restart"])
+    }
+
+    /// `pg_ctl stop -m fast`: the server is down (connections refused) until ``start()``.
+    public static func stop() async throws {
+        try await pgCtl(["-w", "-m", "fast", "stop"])
+    }
+
+    /// `pg_ctl start`, after ``stop()``: the server is back at the same address.
+    public static func start() async throws {
+        try await pgCtl(["-w", "start"])
+    }
+
+    private static func pgCtl(_ arguments: [String]) async throws {
         let environment = ProcessInfo.processInfo.environment
         let dataDirectory = try TestEnvironment.required("EXCHANGER_TEST_RESTART_POSTGRES_DATA")
         let pgCtl = try TestEnvironment.required("EXCHANGER_TEST_PG_CTL")
         let user = environment["EXCHANGER_TEST_PG_USER"] ?? "postgres"
         let logFile = environment["EXCHANGER_TEST_RESTART_POSTGRES_LOG"] ?? "/dev/null"
-        let restart = try ChildProcess(executable: "/usr/sbin/runuser", arguments: [
-            "-u", user, "--", pgCtl, "-D", dataDirectory, "-l", logFile, "-w", "-m", "fast", "restart",
-        ], stdout: .discard, stderr: .discard, newProcessGroup: false)
-        let status = try await restart.wait()
-        guard status == 0 else { throw TestSetupError(message: "pg_ctl restart exited with \(status)") }
+        let logArguments = arguments.contains("stop") ? [] : ["-l", logFile]
+        let child = try ChildProcess(executable: "/usr/sbin/runuser", arguments: [
+            "-u", user, "--", pgCtl, "-D", dataDirectory,
+        ] + logArguments + arguments, stdout: .discard, stderr: .discard, newProcessGroup: false)
+        let status = try await child.wait()
+        guard status == 0 else { throw TestSetupError(message: "pg_ctl \(arguments.joined(separator: " ")) exited with \(status)") }
     }
 }
 

@@ -1,9 +1,11 @@
 import AsyncHTTPClient
+import Broker
+import DatabaseSupport
 import ExchangerTestSupport
 import Foundation
 import NIOHTTP1
 import Orchestrator
-import OrchestratorService
+@testable import OrchestratorService
 import Testing
 
 @Suite("Orchestrator HTTP API over loopback, PostgreSQL broker")
@@ -273,6 +275,98 @@ struct APITests {
             let ready = try await api.call(.GET, "/readyz", token: nil)
             #expect(ready.status == 503)
             #expect(ready.errorCode == "notReady")
+        }
+    }
+
+    @Test("while the broker database is down the API answers 503 with Retry-After, and recovers after")
+    func databaseDown() async throws {
+        var settings = serviceTestSettings
+        settings.retryAfter = .seconds(3)
+        try await withAPI(settings: settings, restartable: true) { api in
+            let submitted = try await api.call(.POST, "/exchanges", body: requestBody())
+            #expect(submitted.status == 202)
+            let jobID = submitted.json["jobId"] as? String ?? ""
+            try await RestartablePostgres.stop()
+            do {
+                for (method, path) in [(HTTPMethod.GET, "/exchanges/\(jobID)"), (.GET, "/exchanges"), (.DELETE, "/exchanges/\(jobID)")] {
+                    let answer = try await api.call(method, path)
+                    #expect(answer.status == 503, "\(method) \(path): \(answer.body)")
+                    #expect(answer.headers["Retry-After"].first == "3", "\(method) \(path)")
+                    #expect(answer.errorCode == "unavailable")
+                }
+                let post = try await api.call(.POST, "/exchanges", body: requestBody(batch: 8))
+                #expect(post.status == 503)
+                #expect(post.headers["Retry-After"].first == "3")
+            } catch {
+                try await RestartablePostgres.start()
+                throw error
+            }
+            try await RestartablePostgres.start()
+            // Back up: the same requests answer normally (the pool reconnects).
+            var answer = try await api.call(.GET, "/exchanges/\(jobID)")
+            let deadline = ContinuousClock.now + .seconds(20)
+            while answer.status == 503, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(200))
+                answer = try await api.call(.GET, "/exchanges/\(jobID)")
+            }
+            #expect(answer.status == 200)
+        }
+    }
+
+    @Test("a broker error that is not a connection failure stays 500")
+    func realBugsStay500() {
+        let refused = DatabaseError(.connectionFailed, message: "connection refused")
+        let restarting = DatabaseError(.queryFailed, sqlState: "57P01", message: "terminating connection due to administrator command")
+        let syntax = DatabaseError(.queryFailed, sqlState: "42601", message: "syntax error")
+        #expect(Handler.isDatabaseUnavailable(BrokerError(.database, refused.description, underlying: refused)))
+        #expect(Handler.isDatabaseUnavailable(BrokerError(.database, restarting.description, underlying: restarting)))
+        #expect(Handler.isDatabaseUnavailable(refused))
+        #expect(!Handler.isDatabaseUnavailable(BrokerError(.database, syntax.description, underlying: syntax)))
+        #expect(!Handler.isDatabaseUnavailable(syntax))
+        #expect(!Handler.isDatabaseUnavailable(BrokerError(.invalidName, "bad name")))
+    }
+
+    @Test("an undeclared method on a known path answers 405 with Allow; an unknown path 404")
+    func methodNotAllowed() async throws {
+        try await withAPI { api in
+            for (method, path, allow) in [
+                (HTTPMethod.PUT, "/exchanges", "POST, GET"), (.DELETE, "/exchanges", "POST, GET"), (.PATCH, "/exchanges/some-job", "GET, DELETE"),
+                (.GET, "/exchanges/some-job/cancel", "POST"), (.POST, "/healthz", "GET"), (.DELETE, "/openapi.yaml", "GET"),
+            ] {
+                let answer = try await api.call(method, path)
+                #expect(answer.status == 405, "\(method) \(path)")
+                #expect(answer.headers["Allow"].first == allow, "\(method) \(path)")
+                #expect(answer.errorCode == "methodNotAllowed")
+            }
+            let unknown = try await api.call(.GET, "/no-such-route")
+            #expect(unknown.status == 404)
+            #expect(unknown.errorCode == "notFound")
+        }
+    }
+
+    @Test("POST /exchanges/{jobId}/cancel cancels like DELETE; again while tearing down 202; unknown 404")
+    func cancelByPost() async throws {
+        try await withAPI { api in
+            let submitted = try await api.call(.POST, "/exchanges", body: requestBody())
+            let jobID = try #require(submitted.json["jobId"] as? String)
+            let cancelled = try await api.call(.POST, "/exchanges/\(jobID)/cancel")
+            #expect(cancelled.status == 202)
+            #expect(cancelled.json["state"] as? String == "TEARING_DOWN")
+            #expect(cancelled.json["teardownTarget"] as? String == "CANCELLED")
+            let again = try await api.call(.DELETE, "/exchanges/\(jobID)")
+            #expect(again.status == 202)
+            #expect(try await api.call(.POST, "/exchanges/no-such-job/cancel").status == 404)
+        }
+    }
+
+    @Test("an empty list filter (state=, caseId=, limit=) answers 400 naming it, as the schema says")
+    func emptyListFilters() async throws {
+        try await withAPI { api in
+            for name in ["state", "caseId", "limit"] {
+                let answer = try await api.call(.GET, "/exchanges?\(name)=")
+                #expect(answer.status == 400, "\(name)=")
+                #expect(answer.errorField == name)
+            }
         }
     }
 }

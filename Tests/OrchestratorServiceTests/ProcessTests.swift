@@ -3,6 +3,7 @@ import ExchangerTestSupport
 import Foundation
 import NIOCore
 import ProcessSupport
+import Synchronization
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -68,6 +69,74 @@ struct ProcessTests {
                 #expect(status == 0)
                 _ = try? await drain.value
             }
+        }
+    }
+
+    @Test("SIGTERM during the case-data copy's retry backoff: exit 0 within seconds, not after the backoff or the grace")
+    func sigtermInCopyBackoff() async throws {
+        try await withTestDatabase(.postgres) { url in
+            // Case databases on a port nothing listens on (connections refused): the copy fails
+            // transiently and waits a minute before its retry; the grace is half a minute.
+            let child = try ChildProcess(
+                executable: TestEnvironment.executable("exchanger-orchestrator"),
+                arguments: ["--host", "127.0.0.1", "--port", "0", "--replica-id", "backoff-test"],
+                environment: [
+                    "EXCHANGER_DATABASE_URL": url, "EXCHANGER_API_TOKENS": "backoff-token",
+                    "EXCHANGER_CASE_DATABASE_URL": "postgres://postgres@127.0.0.1:1/{database}",
+                    "EXCHANGER_ORCHESTRATOR_COPY_RETRIES": "5", "EXCHANGER_ORCHESTRATOR_COPY_RETRY_DELAY_SECONDS": "60",
+                    "EXCHANGER_ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS": "30", "EXCHANGER_ORCHESTRATOR_POLL_SECONDS": "0.05",
+                ])
+            struct Seen: Sendable {
+                var port: Int?
+                var copyFailures = 0
+                var leaseGivenBack = false
+                var stopped = false
+            }
+            let seen = Mutex(Seen())
+            let lines = child.lines()
+            let reader = Task {
+                for try await line in lines {
+                    guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { continue }
+                    seen.withLock { seen in
+                        switch object["msg"] as? String {
+                        case "HTTP API listening": seen.port = (object["port"] as? String).flatMap(Int.init)
+                        case "case-data copy failed": seen.copyFailures += 1
+                        case "lease given back": seen.leaseGivenBack = true
+                        case "orchestrator stopped": seen.stopped = true
+                        default: break
+                        }
+                    }
+                }
+            }
+            let listening = await eventually(timeout: .seconds(30)) { seen.withLock { $0.port != nil } }
+            guard listening, let port = seen.withLock({ $0.port }) else {
+                child.signal(SIGKILL)
+                _ = try await child.wait()
+                Issue.record("no 'HTTP API listening' line")
+                return
+            }
+            var post = HTTPClientRequest(url: "http://127.0.0.1:\(port)/exchanges")
+            post.method = .POST
+            post.headers.add(name: "Authorization", value: "Bearer backoff-token")
+            post.headers.add(name: "Content-Type", value: "application/json")
+            post.body = .bytes(ByteBuffer(string: #"{"sourceCaseId": 1, "destinationCaseId": 2, "batchId": 3, "labelId": 4}"#))
+            #expect(try await HTTPClient.shared.execute(post, timeout: .seconds(10)).status.code == 202)
+            // The first attempt failed: the copy now waits 60 s for its retry.
+            let failed = await eventually(timeout: .seconds(30)) { seen.withLock { $0.copyFailures >= 1 } }
+            #expect(failed, "the copy did not fail")
+            try await Task.sleep(for: .milliseconds(300))
+
+            let clock = ContinuousClock()
+            let signalled = clock.now
+            child.signal(SIGTERM)
+            let status = try await child.wait()
+            let took = clock.now - signalled
+            _ = try? await reader.value
+            #expect(status == 0)
+            #expect(took < .seconds(5), "exited \(took) after SIGTERM")
+            let final = seen.withLock { $0 }
+            #expect(final.copyFailures == 1, "the copy was retried: \(final.copyFailures) failures")
+            #expect(final.leaseGivenBack && final.stopped)
         }
     }
 

@@ -74,23 +74,42 @@ let serviceTestSettings: OrchestratorServiceSettings = {
     return settings
 }()
 
-/// Runs `body` with the API served over a fresh PostgreSQL broker (tokens nil: no authentication).
+/// Runs `body` with the API served over a fresh PostgreSQL broker (tokens nil: no authentication);
+/// `restartable`: on the restartable test server, held alone (see ``RestartablePostgres``).
 func withAPI<T: Sendable>(
     tokens: APITokens? = APITokens([testToken]), settings: OrchestratorServiceSettings = serviceTestSettings,
-    copier: any CaseDataCopying = InMemoryCopier(count: 3), _ body: (APIHarness) async throws -> T
+    copier: any CaseDataCopying = InMemoryCopier(count: 3), restartable: Bool = false, _ body: (APIHarness) async throws -> T
 ) async throws -> T {
-    try await withTestBroker(.postgres) { broker, _ in
-        let service = ExchangeService(broker: broker, copier: copier, settings: settings, logger: Logger(label: "test.orchestrator"))
-        let server = try await OrchestratorHTTPServer.start(
-            service: service, tokens: tokens, host: "127.0.0.1", port: 0, logger: Logger(label: "test.http"))
+    guard restartable else {
+        return try await withTestBroker(.postgres) { broker, _ in try await serve(broker, tokens, settings, copier, body) }
+    }
+    return try await RestartablePostgres.withDatabase { url in
+        let broker = try await Broker.connect(url: url)
         do {
-            let result = try await body(APIHarness(broker: broker, service: service, port: server.port))
-            await server.shutdown()
+            let result = try await serve(broker, tokens, settings, copier, body)
+            await broker.close()
             return result
         } catch {
-            await server.shutdown()
+            await broker.close()
             throw error
         }
+    }
+}
+
+private func serve<T: Sendable>(
+    _ broker: Broker, _ tokens: APITokens?, _ settings: OrchestratorServiceSettings, _ copier: any CaseDataCopying,
+    _ body: (APIHarness) async throws -> T
+) async throws -> T {
+    let service = ExchangeService(broker: broker, copier: copier, settings: settings, logger: Logger(label: "test.orchestrator"))
+    let server = try await OrchestratorHTTPServer.start(
+        service: service, tokens: tokens, host: "127.0.0.1", port: 0, logger: Logger(label: "test.http"))
+    do {
+        let result = try await body(APIHarness(broker: broker, service: service, port: server.port))
+        await server.shutdown()
+        return result
+    } catch {
+        await server.shutdown()
+        throw error
     }
 }
 
