@@ -22,6 +22,8 @@ let package = Package(
         .executable(name: "exchanger-pre-uploader", targets: ["exchanger-pre-uploader"]),
         .executable(name: "exchanger-re-ocr", targets: ["exchanger-re-ocr"]),
         .executable(name: "exchanger-search-text", targets: ["exchanger-search-text"]),
+        // The ten Swift executables above in one binary, chosen by argv[0]: the container image.
+        .executable(name: "exchanger-multicall", targets: ["exchanger-multicall"]),
         .library(name: "Broker", targets: ["Broker"]),
     ],
     dependencies: [
@@ -288,6 +290,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(name: "exchanger", dependencies: ["ExchangerCLI", "ProcessSupport"], swiftSettings: strict),
+        .executableTarget(
+            name: "exchanger-multicall",
+            dependencies: [
+                "ExchangerCLI", "ProcessSupport", "S3CopyProcessor", "StatusUpdateProcessor", "DeadLetterProcessor", "Supervisor",
+                "OrchestratorService", "UploaderProcessor", "PreUploaderProcessor", "ReOCRProcessor", "SearchTextProcessor",
+            ],
+            swiftSettings: strict
+        ),
 
         // What the test targets share (fresh databases, the servers scripts/test started, executables).
         .target(
