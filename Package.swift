@@ -38,6 +38,8 @@ let package = Package(
         // Hummingbird's own dependencies, named here because OrchestratorService imports them.
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
+        // Tests only: Tests/SupervisorTests parses docker/compose*.yaml with a real YAML library.
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // C libraries, through system-library targets (Debian: libpq-dev, libsqlite3-dev).
@@ -351,7 +353,8 @@ let package = Package(
                 "ObjectStorage", "ProcessSupport", "Supervisor", "WorkerRuntime",
                 "exchanger", "exchanger-supervisor", "exchanger-exec", "exchanger-test-child",
                 "exchanger-s3-copy", "exchanger-status-update", "exchanger-dlq", "exchanger-orchestrator", "exchanger-uploader",
-                "exchanger-pre-uploader", "exchanger-re-ocr", "exchanger-search-text",
+                "exchanger-pre-uploader", "exchanger-re-ocr", "exchanger-search-text", "exchanger-multicall",
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict
         ),

@@ -221,8 +221,8 @@ struct WholeExchangeTests {
 
             let (jsonStatus, jsonOutput) = try await runExchanger(["verify", jobID, "--json"], environment: locations)
             #expect(jsonStatus == 0, "\(jsonOutput)")
-            let verification = try #require(
-                try JSONSerialization.jsonObject(with: Data(try #require(jsonOutput.split(separator: "\n").last).utf8)) as? [String: Any])
+            let jsonLine = try #require(jsonOutput.split(separator: "\n").last)
+            let verification = try #require(try JSONSerialization.jsonObject(with: Data(jsonLine.utf8)) as? [String: Any])
             #expect(verification["jobID"] as? String == jobID)
             #expect(verification["state"] as? String == "FINISHED")
             #expect((verification["problems"] as? [Any])?.isEmpty == true)
