@@ -22,6 +22,8 @@ let package = Package(
         .executable(name: "exchanger-pre-uploader", targets: ["exchanger-pre-uploader"]),
         .executable(name: "exchanger-re-ocr", targets: ["exchanger-re-ocr"]),
         .executable(name: "exchanger-search-text", targets: ["exchanger-search-text"]),
+        // The ten Swift executables above in one binary, chosen by argv[0]: the container image.
+        .executable(name: "exchanger-multicall", targets: ["exchanger-multicall"]),
         .library(name: "Broker", targets: ["Broker"]),
     ],
     dependencies: [
@@ -36,6 +38,8 @@ let package = Package(
         // Hummingbird's own dependencies, named here because OrchestratorService imports them.
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
+        // Tests only: Tests/SupervisorTests parses docker/compose*.yaml with a real YAML library.
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // C libraries, through system-library targets (Debian: libpq-dev, libsqlite3-dev).
@@ -289,6 +293,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(name: "exchanger", dependencies: ["ExchangerCLI", "ProcessSupport"], swiftSettings: strict),
+        .executableTarget(
+            name: "exchanger-multicall",
+            dependencies: [
+                "ExchangerCLI", "ProcessSupport", "S3CopyProcessor", "StatusUpdateProcessor", "DeadLetterProcessor", "Supervisor",
+                "OrchestratorService", "UploaderProcessor", "PreUploaderProcessor", "ReOCRProcessor", "SearchTextProcessor",
+            ],
+            swiftSettings: strict
+        ),
 
         // What the test targets share (fresh databases, the servers scripts/test started, executables).
         .target(
@@ -342,7 +354,8 @@ let package = Package(
                 "ObjectStorage", "ProcessSupport", "Supervisor", "WorkerRuntime",
                 "exchanger", "exchanger-supervisor", "exchanger-exec", "exchanger-test-child",
                 "exchanger-s3-copy", "exchanger-status-update", "exchanger-dlq", "exchanger-orchestrator", "exchanger-uploader",
-                "exchanger-pre-uploader", "exchanger-re-ocr", "exchanger-search-text",
+                "exchanger-pre-uploader", "exchanger-re-ocr", "exchanger-search-text", "exchanger-multicall",
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict
         ),

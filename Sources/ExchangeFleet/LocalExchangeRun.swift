@@ -124,23 +124,10 @@ public struct LocalExchangeRun: Sendable {
 
     /// Verifies exchange `jobID` of this workspace exactly.
     public func verify(_ jobID: String) async throws -> ExchangeVerification {
-        let broker = try await Broker.connect(url: workspace.brokerURL, logger: logger)
-        let store = try await ObjectStorage.open(workspace.storageURL, environment: workspace.storageEnvironment, logger: logger)
-        do {
-            let databases = try CaseDatabases(urlTemplate: workspace.caseDatabaseURL, prefix: workspace.caseDatabasePrefix)
-            var settings = ExchangeVerifier.Settings()
-            settings.documentEngineURL = workspace.documentEngineURL
-            settings.environment = ProcessInfo.processInfo.environment.merging(workspace.storageEnvironment) { _, workspace in workspace }
-            let verification = try await ExchangeVerifier(broker: broker, caseDatabases: databases, store: store, settings: settings, logger: logger)
-                .verify(jobID: jobID)
-            try? await store.shutdown()
-            await broker.close()
-            return verification
-        } catch {
-            try? await store.shutdown()
-            await broker.close()
-            throw error
-        }
+        let locations = ExchangeVerifier.Locations(
+            brokerURL: workspace.brokerURL, caseDatabaseURL: workspace.caseDatabaseURL, caseDatabasePrefix: workspace.caseDatabasePrefix,
+            storageURL: workspace.storageURL, documentEngineURL: workspace.documentEngineURL, environment: workspace.storageEnvironment)
+        return try await ExchangeVerifier.verify(jobID: jobID, at: locations, logger: logger)
     }
 
     /// A TCP port on 127.0.0.1 that is free now (bound to port 0, then released).

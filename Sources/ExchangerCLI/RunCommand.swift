@@ -201,15 +201,7 @@ struct RunCommand: AsyncParsableCommand {
         if let error = result.error { out.say("error      \(error)") }
         out.say("documents  \(result.documents.map(String.init) ?? "?") total, \(result.copied) copied, \(result.notFound) not found, \(result.failed) failed")
         if let verification = result.verification {
-            if verification.isExact {
-                out.say("verified   exact: \(verification.rowsChecked) rows in \(verification.tablesChecked) tables, \(verification.filesChecked) files (\(verification.bytesChecked) bytes), \(verification.eventsChecked) events; nothing left behind")
-                if verification.annotatedDocuments > 0 {
-                    out.say("           annotations: \(verification.annotatedDocuments) documents, \(verification.brandedInAnnotations) branded into the PDFs, \(verification.layerAnnotationsChecked) carried as layer annotations; \(verification.pageTextsChecked) page texts stored and \(verification.indexedPagesChecked) indexed; \(verification.redactionsChecked) redactions checked for leaks with poppler")
-                }
-            } else {
-                out.say("verified   NOT EXACT: \(verification.problems.count) problem(s)")
-                for problem in verification.problems { out.say("  - \(problem)") }
-            }
+            for line in VerificationReport.lines(verification) { out.say(line) }
         } else if result.state == "FINISHED" {
             out.say("verified   skipped")
         }

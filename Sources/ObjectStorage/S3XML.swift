@@ -1,9 +1,9 @@
 import Foundation
-#if canImport(FoundationXML)
-import FoundationXML
-#endif
 
 /// A parsed XML element: enough of a DOM for S3's small response documents.
+///
+/// Parsed by ``S3XMLReader``, not Foundation's XMLParser: FoundationXML loads libxml2 and with it
+/// the system ICU (about 38 MB that the container image would carry only for this).
 struct S3XMLNode: Sendable {
     var name: String
     var text: String
@@ -18,43 +18,199 @@ struct S3XMLNode: Sendable {
 
     /// Parses a document and returns its root element; nil when it is not well-formed XML.
     static func parse(_ data: Data) -> S3XMLNode? {
-        let parser = XMLParser(data: data)
-        let builder = XMLTreeBuilder()
-        parser.delegate = builder
-        parser.shouldProcessNamespaces = true
-        guard parser.parse() else { return nil }
-        return builder.root
+        var reader = S3XMLReader(bytes: Array(data))
+        return reader.document()
     }
 }
 
-private final class XMLTreeBuilder: NSObject, XMLParserDelegate {
-    var stack: [S3XMLNode] = []
-    var root: S3XMLNode?
+/// A small non-validating XML reader for S3's answers: the declaration, comments, processing
+/// instructions and a DOCTYPE are skipped; attributes are read and dropped; element names lose
+/// their namespace prefix (as XMLParser's `shouldProcessNamespaces` gives them); text gets the
+/// five predefined entities, character references and CDATA sections. Anything not well-formed
+/// (a tag not closed, a mismatched end tag, text outside the root, an unknown entity) is nil.
+struct S3XMLReader {
+    let bytes: [UInt8]
+    var index = 0
 
-    func parser(
-        _ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?, qualifiedName qName: String?,
-        attributes attributeDict: [String: String] = [:]
-    ) {
-        stack.append(S3XMLNode(name: elementName, text: "", children: []))
+    init(bytes: [UInt8]) {
+        self.bytes = bytes
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { index = 3 }
     }
 
-    func parser(_ parser: XMLParser, foundCharacters string: String) {
-        guard !stack.isEmpty else { return }
-        stack[stack.count - 1].text += string
-    }
-
-    func parser(_ parser: XMLParser, foundCDATA CDATABlock: Data) {
-        guard !stack.isEmpty else { return }
-        stack[stack.count - 1].text += String(decoding: CDATABlock, as: UTF8.self)
-    }
-
-    func parser(_ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName qName: String?) {
-        guard let element = stack.popLast() else { return }
-        if stack.isEmpty {
-            root = element
-        } else {
-            stack[stack.count - 1].children.append(element)
+    mutating func document() -> S3XMLNode? {
+        var stack: [S3XMLNode] = []
+        var root: S3XMLNode?
+        while index < bytes.count {
+            if bytes[index] == UInt8(ascii: "<") {
+                if hasPrefix("<!--") {
+                    guard skip(past: "-->") else { return nil }
+                } else if hasPrefix("<![CDATA[") {
+                    index += 9
+                    let start = index
+                    guard skip(past: "]]>") else { return nil }
+                    guard !stack.isEmpty else { return nil }
+                    stack[stack.count - 1].text += String(decoding: bytes[start..<(index - 3)], as: UTF8.self)
+                } else if hasPrefix("<?") {
+                    guard skip(past: "?>") else { return nil }
+                } else if hasPrefix("<!") {
+                    guard stack.isEmpty, root == nil, skip(past: ">") else { return nil }
+                } else if hasPrefix("</") {
+                    index += 2
+                    guard let name = readName() else { return nil }
+                    skipSpace()
+                    guard index < bytes.count, bytes[index] == UInt8(ascii: ">"), let element = stack.popLast(),
+                        element.name == Self.localName(name)
+                    else { return nil }
+                    index += 1
+                    if stack.isEmpty {
+                        guard root == nil else { return nil }
+                        root = element
+                    } else {
+                        stack[stack.count - 1].children.append(element)
+                    }
+                } else {
+                    index += 1
+                    guard let name = readName(), let selfClosing = readAttributes() else { return nil }
+                    let element = S3XMLNode(name: Self.localName(name), text: "", children: [])
+                    if selfClosing {
+                        if stack.isEmpty {
+                            guard root == nil else { return nil }
+                            root = element
+                        } else {
+                            stack[stack.count - 1].children.append(element)
+                        }
+                    } else {
+                        guard !(stack.isEmpty && root != nil) else { return nil }
+                        stack.append(element)
+                    }
+                }
+            } else {
+                let start = index
+                while index < bytes.count && bytes[index] != UInt8(ascii: "<") { index += 1 }
+                let raw = bytes[start..<index]
+                if stack.isEmpty {
+                    // Only white space may stand outside the root element.
+                    guard raw.allSatisfy(Self.isSpace) else { return nil }
+                } else {
+                    guard let text = Self.decode(raw) else { return nil }
+                    stack[stack.count - 1].text += text
+                }
+            }
         }
+        return stack.isEmpty ? root : nil
+    }
+
+    private func hasPrefix(_ prefix: String) -> Bool {
+        let utf8 = Array(prefix.utf8)
+        return bytes.count - index >= utf8.count && bytes[index..<(index + utf8.count)].elementsEqual(utf8)
+    }
+
+    /// Moves past the next `terminator`; false when there is none.
+    private mutating func skip(past terminator: String) -> Bool {
+        let utf8 = Array(terminator.utf8)
+        while index + utf8.count <= bytes.count {
+            if bytes[index..<(index + utf8.count)].elementsEqual(utf8) {
+                index += utf8.count
+                return true
+            }
+            index += 1
+        }
+        return false
+    }
+
+    private mutating func skipSpace() {
+        while index < bytes.count && Self.isSpace(bytes[index]) { index += 1 }
+    }
+
+    private mutating func readName() -> String? {
+        let start = index
+        while index < bytes.count {
+            let byte = bytes[index]
+            if Self.isSpace(byte) || byte == UInt8(ascii: ">") || byte == UInt8(ascii: "/") || byte == UInt8(ascii: "=")
+                || byte == UInt8(ascii: "<")
+            {
+                break
+            }
+            index += 1
+        }
+        return index > start ? String(decoding: bytes[start..<index], as: UTF8.self) : nil
+    }
+
+    /// Reads (and drops) the attributes up to the end of a start tag; returns whether the tag
+    /// closes itself (`/>`), nil when the tag is malformed.
+    private mutating func readAttributes() -> Bool? {
+        while true {
+            skipSpace()
+            guard index < bytes.count else { return nil }
+            switch bytes[index] {
+            case UInt8(ascii: ">"):
+                index += 1
+                return false
+            case UInt8(ascii: "/"):
+                guard index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: ">") else { return nil }
+                index += 2
+                return true
+            default:
+                guard readName() != nil else { return nil }
+                skipSpace()
+                guard index < bytes.count, bytes[index] == UInt8(ascii: "=") else { return nil }
+                index += 1
+                skipSpace()
+                guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") || bytes[index] == UInt8(ascii: "'") else { return nil }
+                let quote = bytes[index]
+                index += 1
+                while index < bytes.count && bytes[index] != quote { index += 1 }
+                guard index < bytes.count else { return nil }
+                index += 1
+            }
+        }
+    }
+
+    static func isSpace(_ byte: UInt8) -> Bool {
+        byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D
+    }
+
+    static func localName(_ name: String) -> String {
+        guard let colon = name.lastIndex(of: ":") else { return name }
+        return String(name[name.index(after: colon)...])
+    }
+
+    /// Text with its entity and character references replaced; nil for an unknown or unterminated one.
+    static func decode(_ raw: ArraySlice<UInt8>) -> String? {
+        guard raw.contains(UInt8(ascii: "&")) else { return String(decoding: raw, as: UTF8.self) }
+        var output: [UInt8] = []
+        output.reserveCapacity(raw.count)
+        var position = raw.startIndex
+        while position < raw.endIndex {
+            let byte = raw[position]
+            guard byte == UInt8(ascii: "&") else {
+                output.append(byte)
+                position += 1
+                continue
+            }
+            guard let end = raw[position...].firstIndex(of: UInt8(ascii: ";")) else { return nil }
+            let entity = String(decoding: raw[(position + 1)..<end], as: UTF8.self)
+            switch entity {
+            case "lt": output.append(UInt8(ascii: "<"))
+            case "gt": output.append(UInt8(ascii: ">"))
+            case "amp": output.append(UInt8(ascii: "&"))
+            case "quot": output.append(UInt8(ascii: "\""))
+            case "apos": output.append(UInt8(ascii: "'"))
+            default:
+                let scalarValue: UInt32?
+                if entity.hasPrefix("#x") || entity.hasPrefix("#X") {
+                    scalarValue = UInt32(entity.dropFirst(2), radix: 16)
+                } else if entity.hasPrefix("#") {
+                    scalarValue = UInt32(entity.dropFirst(), radix: 10)
+                } else {
+                    scalarValue = nil
+                }
+                guard let scalarValue, let scalar = Unicode.Scalar(scalarValue) else { return nil }
+                output.append(contentsOf: Array(String(Character(scalar)).utf8))
+            }
+            position = end + 1
+        }
+        return String(decoding: output, as: UTF8.self)
     }
 }
 

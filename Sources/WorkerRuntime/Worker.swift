@@ -27,7 +27,13 @@ public final class Worker: Sendable {
         var stopping = false
         var receiveTask: Task<[ReceivedMessage], any Error>?
         var queues: [String: QueueInfo] = [:]
+        /// Exchanges (jobId) this worker has handled a message of, oldest first, at most
+        /// ``Worker/exchangesRemembered``.
+        var exchangesSeen: [String] = []
     }
+
+    /// How many exchange ids a worker remembers for its "first message of an exchange" log line.
+    static let exchangesRemembered = 256
 
     private let state = LockedBox(State())
 
@@ -216,6 +222,7 @@ public final class Worker: Sendable {
 
     private func handle(_ message: ReceivedMessage, queue: QueueInfo) async -> Handled {
         let logger = Self.contextLogger(logger, message)
+        noteExchange(message, logger: logger)
         let started = ContinuousClock.now
         var stagedInput: ObjectKey?
         let result: Result<HandlerOutcome, any Error>
@@ -229,6 +236,19 @@ public final class Worker: Sendable {
         }
         metrics.handled(duration: ContinuousClock.now - started, queue: queue.name)
         return Handled(message: message, logger: logger, result: result, stagedInput: stagedInput)
+    }
+
+    /// Logs (info) the first message of each exchange this worker handles: a log tail then shows
+    /// every stage of an exchange with its jobId, without a line per message.
+    private func noteExchange(_ message: ReceivedMessage, logger: Logger) {
+        guard case .string(let job)? = message.attributes["jobId"] else { return }
+        let first = state.withLock { state -> Bool in
+            if state.exchangesSeen.contains(job) { return false }
+            state.exchangesSeen.append(job)
+            if state.exchangesSeen.count > Self.exchangesRemembered { state.exchangesSeen.removeFirst() }
+            return true
+        }
+        if first { logger.info("first message of this exchange") }
     }
 
     /// A logger with the message's context fields.

@@ -317,6 +317,59 @@ struct WholeExchangeTests {
         }
     }
 
+    @Test("`exchanger verify JOB_ID` from outside the run: exact → 0 (human and --json); a changed file → 1; no such exchange → 2")
+    func cliVerify() async throws {
+        try await withTemporaryDirectory { directory in
+            let workspace = directory.path + "/ws"
+            let isolated = [
+                "EXCHANGER_DATABASE_URL": "", "EXCHANGER_DATABASE_URL_FILE": "", "EXCHANGER_CASE_DATABASE_URL": "",
+                "EXCHANGER_STORAGE_URL": "", "EXCHANGER_DOCUMENT_ENGINE_URL": "",
+            ]
+            let (status, output) = try await runExchanger(
+                ["run", "--demo", "--documents", "12", "--workspace", workspace, "--json"], environment: isolated)
+            #expect(status == 0, "\(output)")
+            let last = try #require(output.split(separator: "\n").last)
+            let run = try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
+            let jobID = try #require(run["jobId"] as? String)
+
+            // The same locations, given the way another machine would: the environment.
+            let locations = [
+                "EXCHANGER_DATABASE_URL": "sqlite://\(workspace)/broker.sqlite", "EXCHANGER_DATABASE_URL_FILE": "",
+                "EXCHANGER_CASE_DATABASE_URL": "sqlite://\(workspace)/cases/{database}.sqlite",
+                "EXCHANGER_STORAGE_URL": "file://\(workspace)/storage", "EXCHANGER_DOCUMENT_ENGINE_URL": "local",
+            ]
+            let (exact, exactOutput) = try await runExchanger(["verify", jobID], environment: locations)
+            #expect(exact == 0, "\(exactOutput)")
+            #expect(exactOutput.contains("verified   exact"), "\(exactOutput)")
+            #expect(exactOutput.contains("12 total"), "\(exactOutput)")
+
+            let (jsonStatus, jsonOutput) = try await runExchanger(["verify", jobID, "--json"], environment: locations)
+            #expect(jsonStatus == 0, "\(jsonOutput)")
+            let jsonLine = try #require(jsonOutput.split(separator: "\n").last)
+            let verification = try #require(try JSONSerialization.jsonObject(with: Data(jsonLine.utf8)) as? [String: Any])
+            #expect(verification["jobID"] as? String == jobID)
+            #expect(verification["state"] as? String == "FINISHED")
+            #expect((verification["problems"] as? [Any])?.isEmpty == true)
+            #expect((verification["filesChecked"] as? Int ?? 0) > 0)
+
+            // One copied file changed behind the exchange's back: not exact, exit 1, the file named.
+            let copies = URL(fileURLWithPath: workspace + "/storage/case_1002")
+            let walker = try #require(FileManager.default.enumerator(at: copies, includingPropertiesForKeys: [.isRegularFileKey]))
+            var files: [URL] = []
+            for case let url as URL in walker where (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true {
+                files.append(url)
+            }
+            let victim = try #require(files.sorted { $0.path < $1.path }.first, "no copied file under \(copies.path)")
+            try Data("not the copied bytes".utf8).write(to: victim)
+            let (changed, changedOutput) = try await runExchanger(["verify", jobID], environment: locations)
+            #expect(changed == 1, "\(changedOutput)")
+            #expect(changedOutput.contains("NOT EXACT"), "\(changedOutput)")
+
+            let (missing, missingOutput) = try await runExchanger(["verify", "no-such-job"], environment: locations)
+            #expect(missing == 2, "\(missingOutput)")
+        }
+    }
+
     @Test("a request the orchestrator refuses: exit 1 with the field named")
     func cliRefusedRequest() async throws {
         try await withTemporaryDirectory { directory in
