@@ -47,12 +47,12 @@ struct FlattenOverlay {
             }
             let area = boxes[pageIndex].geometry.userRect(annotationBox: box.map(\.doubleValue))
             let left = area.minX, bottom = area.minY, width = area.width, height = area.height
-            let rect = "\(fmt(left)) \(fmt(bottom)) \(fmt(width)) \(fmt(height)) re"
+            let rect = re(area)
             var ops: [String] = []
             switch type {
             case "pspdfkit/markup/redaction":
                 let areas = try redactionAreas(InstantJSON(annotations: [annotation], attachments: []), pages: boxes)[pageIndex] ?? []
-                ops.append("q 0 0 0 rg " + areas.map { "\(fmt($0.minX)) \(fmt($0.minY)) \(fmt($0.width)) \(fmt($0.height)) re f" }.joined(separator: " ") + " Q")
+                ops.append("q 0 0 0 rg " + areas.map { re($0) + " f" }.joined(separator: " ") + " Q")
                 if let overlay = object["overlayText"] as? String, !overlay.isEmpty {
                     ops.append(text(overlay, x: left + 2, y: bottom + 2, size: min(12, max(4, height - 4)), color: "1 1 1"))
                 }
@@ -117,6 +117,9 @@ struct FlattenOverlay {
     }
 
     static func fmt(_ value: Double) -> String { String(format: "%.4f", value) }
+
+    /// The `re` operation of a user-space rectangle: `x y width height re`.
+    static func re(_ rect: PageRect) -> String { "\(fmt(rect.minX)) \(fmt(rect.minY)) \(fmt(rect.width)) \(fmt(rect.height)) re" }
 
     /// `[minX minY maxX maxY]`.
     static func array(_ rect: PageRect) -> String { "[\(fmt(rect.minX)) \(fmt(rect.minY)) \(fmt(rect.maxX)) \(fmt(rect.maxY))]" }

@@ -251,13 +251,13 @@ struct PDFRedactor: Sendable {
                 ops.append("q 1 1 1 rg")
                 for word in coveredWords {
                     let rect = geometry.userRect(display: word.box)
-                    ops.append("\(Self.fmt(rect.minX)) \(Self.fmt(rect.minY)) \(Self.fmt(rect.width)) \(Self.fmt(rect.height)) re f")
+                    ops.append(FlattenOverlay.re(rect) + " f")
                 }
                 ops.append("Q")
             }
             ops.append("q 0 0 0 rg")
             for area in areas {
-                ops.append("\(Self.fmt(area.minX)) \(Self.fmt(area.minY)) \(Self.fmt(area.width)) \(Self.fmt(area.height)) re f")
+                ops.append(FlattenOverlay.re(area) + " f")
             }
             ops.append("Q")
             return ops.joined(separator: "\n")
@@ -267,7 +267,7 @@ struct PDFRedactor: Sendable {
         /// text, each line advancing along its direction with the glyphs' tops towards `up`.
         var pageContent: String {
             let geometry = boxes.geometry
-            var ops = ["q " + geometry.displayImageMatrix.map(Self.fmt).joined(separator: " ") + " cm /ExRedactedPage Do Q"]
+            var ops = ["q " + geometry.displayImageMatrix.map(FlattenOverlay.fmt).joined(separator: " ") + " cm /ExRedactedPage Do Q"]
             for line in keptLines {
                 guard let first = line.words.first else { continue }
                 let d = line.direction
@@ -281,28 +281,26 @@ struct PDFRedactor: Sendable {
                 let along = low(first.box, d)
                 let across = low(first.box, up) + (PDFRedactor.lineHeight - PDFRedactor.ascent) * size
                 let origin = (x: d.x * along + up.x * across, y: d.y * along + up.y * across)
-                let matrix = [d.x, d.y, up.x, up.y, origin.x, origin.y].map(Self.fmt).joined(separator: " ")
-                ops.append("BT 3 Tr /ExText \(Self.fmt(size)) Tf \(matrix) Tm")
+                let matrix = [d.x, d.y, up.x, up.y, origin.x, origin.y].map(FlattenOverlay.fmt).joined(separator: " ")
+                ops.append("BT 3 Tr /ExText \(FlattenOverlay.fmt(size)) Tf \(matrix) Tm")
                 var previous = along
                 for (index, word) in line.words.enumerated() {
                     let bytes = Self.latin1(word.text)
                     guard !bytes.isEmpty else { continue }
                     let start = low(word.box, d)
-                    if index > 0 { ops.append("\(Self.fmt(start - previous)) 0 Td") }
+                    if index > 0 { ops.append("\(FlattenOverlay.fmt(start - previous)) 0 Td") }
                     previous = start
                     let length = abs(d.x) > 0 ? word.box.width : word.box.height
                     let scale = 100 * length / (Double(bytes.count) * 0.5 * size)
                     let string = Self.literal(bytes)
                     // A large negative adjustment after all but the last word reads as a word gap.
                     let show = index < line.words.count - 1 ? "[\(string) -1000] TJ" : "\(string) Tj"
-                    ops.append("\(Self.fmt(scale)) Tz \(show)")
+                    ops.append("\(FlattenOverlay.fmt(scale)) Tz \(show)")
                 }
                 ops.append("ET")
             }
             return ops.joined(separator: "\n")
         }
-
-        static func fmt(_ value: Double) -> String { String(format: "%.4f", value) }
 
         /// The word's characters as Latin-1 codes (WinAnsi agrees with Latin-1 there); others become `?`.
         static func latin1(_ text: String) -> [UInt8] {
