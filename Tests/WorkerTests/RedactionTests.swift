@@ -185,6 +185,27 @@ import Glibc
         }
     }
 
+    @Test func redactionsOnSeveralPagesEachRemoveTheirOwnWords() async throws {
+        try await withTemporaryDirectory { directory in
+            let (engine, store) = try await Self.engine(directory)
+            let pages = [Self.line, "BT /F1 14 Tf 72 720 Td (Second page stays whole) Tj ET", Self.kerned]
+            let source = Self.pdf(pages.map { Page(content: $0) })
+            let words = try await Self.words(source)
+            let first = try Self.box(words[0], from: "Privileged", through: "advice")
+            let third = try Self.box(words[2], from: "strategy", through: "memo")
+            let built = try await engine.buildFlattened(
+                pdf: source,
+                annotations: try InstantJSON(annotations: [
+                    try Self.redaction("r3", page: 2, bbox: third, overlay: ""), try Self.redaction("r1", page: 0, bbox: first, overlay: ""),
+                ]))
+            let after = try await Self.words(built).map { $0.map(\.text) }
+            #expect(after[0] == ["about", "the", "merger"], "\(after[0])")
+            #expect(after[1] == ["Second", "page", "stays", "whole"])
+            #expect(after[2] == ["Confidential"], "\(after[2])")
+            try await store.shutdown()
+        }
+    }
+
     @Test func copiesOfTheCoveredTextElsewhereInTheFileAreDropped() async throws {
         try await withTemporaryDirectory { directory in
             let (engine, store) = try await Self.engine(directory)
