@@ -378,8 +378,8 @@ let package = Package(
         .testTarget(
             name: "OrchestratorServiceTests",
             dependencies: [
-                "Broker", "CaseData", "DatabaseSupport", "Deployments", "ExchangerTestSupport", "Orchestrator", "OrchestratorService",
-                "ProcessSupport", "exchanger-orchestrator", logging,
+                "Broker", "CaseData", "ConcurrencySupport", "DatabaseSupport", "Deployments", "ExchangerTestSupport", "Orchestrator",
+                "OrchestratorService", "ProcessSupport", "exchanger-orchestrator", logging,
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

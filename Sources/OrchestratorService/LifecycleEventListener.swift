@@ -1,4 +1,5 @@
 import Broker
+import ConcurrencySupport
 import ExchangerEvents
 import Logging
 import Orchestrator

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Broker
+import ConcurrencySupport
 import ExchangerLogging
 import Foundation
 import Logging

@@ -4,19 +4,7 @@ import Logging
 import Orchestrator
 import Synchronization
 
-/// A one-way stop request shared by the work loop and whoever handles SIGTERM.
-public final class StopSignal: Sendable {
-    private let requested = Mutex(false)
-
-    /// A signal not yet requested.
-    public init() {}
-
-    /// Asks the loop to stop after the step in hand.
-    public func request() { requested.withLock { $0 = true } }
-
-    /// Whether a stop was requested.
-    public var isRequested: Bool { requested.withLock { $0 } }
-
+extension StopSignal {
     /// Sleeps `duration`, returning early (within 50 ms, 10 ms with a `wakeup`) when a stop is
     /// requested, the task is cancelled, or `wakeup` is signalled.
     public func sleep(for duration: Duration, wakeup: WorkLoopWakeup? = nil) async {
@@ -137,7 +125,7 @@ public struct OrchestratorWorkLoop: Sendable {
             if stop.isRequested { return nil }
             let before = try await runner.store.get(jobID)
             // Waits inside the step (copy retry backoff, waits for workers) end when a stop is requested.
-            let record = try await StopRequest.$isRequested.withValue({ stop.isRequested }) { try await runner.step(jobID) }
+            let record = try await StopRequest.$signal.withValue(stop) { try await runner.step(jobID) }
             if record.state.isFinal { return record }
             if record.state == .processing, before?.state == .processing { return record }
         }

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Broker
+import ConcurrencySupport
 import DatabaseSupport
 import ExchangerTestSupport
 import Foundation

@@ -1,3 +1,4 @@
+import ConcurrencySupport
 import ExchangerEvents
 import ExchangerTestSupport
 import Foundation
