@@ -143,6 +143,23 @@ public enum DocumentEngines {
         _ = try PopplerTools(settings)
     }
 
+    /// Checks that the engine at `url` can be called at all, before anything is started: a Nutrient
+    /// engine needs its API token (`EXCHANGER_NUTRIENT_API_TOKEN`, or a readable, non-empty file
+    /// named by `EXCHANGER_NUTRIENT_API_TOKEN_FILE`). Without it every call would fail and every
+    /// document would be retried into the dead-letter queue; the local engine needs none.
+    /// - Throws: ``DocumentEngineError/Code/invalidURL`` for a URL it cannot read, or the token's
+    ///   error naming the variables.
+    public static func checkCredentials(url: String, environment: [String: String]) throws(DocumentEngineError) {
+        guard case .nutrient = try DocumentEngineLocation(url) else { return }
+        do {
+            _ = try NutrientTokenCache.token(from: environment)
+        } catch let error as DocumentEngineError {
+            throw error
+        } catch {
+            throw DocumentEngineError(.transient, "cannot read the Nutrient API token: \(error)")
+        }
+    }
+
     /// `url` safe for logs: passwords and tokens masked (``SecretRedaction``), at most 200 characters.
     public static func redacted(_ url: String) -> String { String(SecretRedaction.redact(url).prefix(200)) }
 

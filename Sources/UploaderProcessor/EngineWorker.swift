@@ -23,7 +23,8 @@ public enum EngineWorker {
     /// - Throws: `ValidationError` for a missing store or an unreadable engine URL, or what the runtime throws.
     ///   - brandsIn: the worker builds flattened PDFs (the pre-uploader): what that needs on the
     ///     engine (qpdf and poppler-utils for the local engine) is checked before it starts, so a
-    ///     missing program stops it with one line instead of dead-lettering every document.
+    ///     missing program stops it with one line instead of dead-lettering every document. A
+    ///     Nutrient engine's API token is checked the same way for every engine worker.
     public static func run(
         executable: String, program: String, worker: WorkerOptions, options: EngineWorkerOptions, brandsIn: Bool = false,
         makeHandler: @escaping @Sendable (_ store: any ObjectStore, _ engine: any DocumentEngine) -> any MessageHandler
@@ -39,15 +40,14 @@ public enum EngineWorker {
         } catch {
             throw ValidationError("document engine: \(error.message)")
         }
-        if brandsIn {
-            do {
-                try DocumentEngines.checkBrandIn(url: engineURL, environment: environment)
-            } catch {
-                // One line naming the fix, and the configuration-error status (EX_CONFIG), which the
-                // supervisor shows as the program failing to start.
-                FileHandle.standardError.write(Data("\(executable): cannot start: \(error.message)\n".utf8))
-                throw ExitCode(78)
-            }
+        do {
+            try DocumentEngines.checkCredentials(url: engineURL, environment: environment)
+            if brandsIn { try DocumentEngines.checkBrandIn(url: engineURL, environment: environment) }
+        } catch {
+            // One line naming the fix, and the configuration-error status (EX_CONFIG), which the
+            // supervisor shows as the program failing to start.
+            FileHandle.standardError.write(Data("\(executable): cannot start: \(error.message)\n".utf8))
+            throw ExitCode(78)
         }
         try await WorkerProcess.run(executable: executable, program: program, options: worker, environment: environment) { context in
             let store = try await ObjectStorage.open(url, environment: context.environment, logger: context.logger)

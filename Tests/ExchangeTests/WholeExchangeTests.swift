@@ -274,6 +274,27 @@ struct WholeExchangeTests {
         }
     }
 
+    @Test("an engine worker pointed at Nutrient without an API token stops at start with one line naming the variables")
+    func missingNutrientTokenStopsAtStart() async throws {
+        try await withTemporaryDirectory { directory in
+            let emptyFile = directory.appendingPathComponent("empty-token").path
+            #expect(FileManager.default.createFile(atPath: emptyFile, contents: Data("\n".utf8)))
+            for program in ["exchanger-uploader", "exchanger-pre-uploader", "exchanger-re-ocr"] {
+                for file in ["", emptyFile, directory.path + "/no-such-file"] {
+                    let (status, _, errors, seconds) = try Self.runCapturing(
+                        program, ["--storage-url", "file://" + directory.path + "/store"],
+                        environment: [
+                            "EXCHANGER_DOCUMENT_ENGINE_URL": "nutrient+http://127.0.0.1:9",
+                            "EXCHANGER_NUTRIENT_API_TOKEN": "", "EXCHANGER_NUTRIENT_API_TOKEN_FILE": file,
+                        ])
+                    #expect(status == 78 && seconds < 10, "\(program) with token file '\(file)': exit \(status) after \(seconds) s")
+                    #expect(errors.contains("EXCHANGER_NUTRIENT_API_TOKEN"), "\(program): \(errors)")
+                    #expect(errors.split(separator: "\n").count == 1, "one line: \(errors)")
+                }
+            }
+        }
+    }
+
     @Test("`exchanger run --demo --annotations`: no server, the annotation path through real processes, verified exact")
     func cliDemoAnnotations() async throws {
         try await withTemporaryDirectory { directory in
