@@ -1,4 +1,4 @@
--- Least-privilege PostgreSQL roles for Document Exchanger (README, "Least privilege").
+-- Least-privilege PostgreSQL roles for Document Exchanger (docs/operations.md, "Deploy").
 --
 -- Run as the owner of the broker database, after `exchanger migrate` (tables created by a later
 -- migration need this script run again). The roles log in with passwords you set afterwards

@@ -9,7 +9,7 @@
 // - every command of docker/compose.yaml (services and health checks) and docker/supervisor.conf
 //   runs an executable product, with real `exchanger` subcommands, real long options and real
 //   programs;
-// - every EXCHANGER_* / AWS_* variable given to the processes there is documented in README.md and
+// - every EXCHANGER_* / AWS_* variable given to the processes there is documented in docs/configuration.md and
 //   read in Sources/; the compose files' own settings (`${EXCHANGER_…}`) are documented in
 //   docs/containers.md;
 // - no service has a container_name and no service of the exchanger image publishes a port (so each
@@ -83,8 +83,8 @@ enum ContainerPackaging {
         var programs: Set<String>
         /// The code lines (comments removed) of every Swift source, by file.
         var code: [String: String]
-        /// README.md.
-        var readme: String
+        /// docs/configuration.md, the settings reference.
+        var configuration: String
 
         static func load() throws -> PackageFacts {
             let manifest = try Repository.read("Package.swift")
@@ -95,7 +95,7 @@ enum ContainerPackaging {
                 longOptions: longOptions(sources),
                 programs: Set(sources.flatMap { matches(#"static let program\s*=\s*"([^"]+)""#, in: $0.text) }),
                 code: Dictionary(uniqueKeysWithValues: sources.map { ($0.path, codeOnly($0.text)) }),
-                readme: try Repository.read("README.md")
+                configuration: try Repository.read("docs/configuration.md")
             )
         }
 
@@ -331,11 +331,14 @@ enum ContainerPackaging {
             return problems
         }
 
-        /// Problems of the variables `text` uses: each must be documented in README.md and read in Sources/.
+        /// Problems of the variables `text` uses: each must be documented in docs/configuration.md and
+        /// read in Sources/.
         static func variables(in text: String, file: String, _ facts: PackageFacts) -> [String] {
             var problems: [String] = []
             for name in variableNames(in: text).sorted() {
-                if !facts.readme.contains(name) { problems.append("\(file): \(name) is not documented in README.md") }
+                if !facts.configuration.contains("`\(name)`") {
+                    problems.append("\(file): \(name) is not documented in docs/configuration.md")
+                }
                 if !facts.isRead(name) { problems.append("\(file): \(name) is read nowhere in Sources/") }
             }
             return problems
@@ -612,7 +615,7 @@ enum ContainerPackaging {
             #expect(problems.isEmpty, "\(problems.joined(separator: "\n"))")
         }
 
-        @Test("every EXCHANGER_* and AWS_* variable of docker/ is documented in README.md and read in Sources/")
+        @Test("every EXCHANGER_* and AWS_* variable of docker/ is documented in docs/configuration.md and read in Sources/")
         func variables() throws {
             var problems: [String] = []
             let guide = try Repository.read("docs/containers.md")
