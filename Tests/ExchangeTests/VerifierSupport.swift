@@ -29,15 +29,7 @@ struct BuiltExchange: Sendable {
     /// Runs one of the test's own statements on a case database (`$n` placeholders).
     @discardableResult
     func caseSQL(_ caseID: Int64, _ sql: String, _ binds: [SQLValue] = []) async throws -> [SQLRow] {
-        let pool = CaseDatabasePool(settings: try CaseDatabaseSettings(locator: databases.locator))
-        do {
-            let rows = try await pool.withConnection(caseID: caseID) { try await $0.query(sql, binds) }
-            await pool.shutdown()
-            return rows
-        } catch {
-            await pool.shutdown()
-            throw error
-        }
+        try await runCaseSQL(databases, caseID, sql, binds)
     }
 
     /// Runs one of the test's own statements on the broker database (`$n` placeholders).
@@ -69,10 +61,27 @@ struct BuiltExchange: Sendable {
     }
 }
 
+/// Runs one statement on a case database (`$n` placeholders) through a pool of its own.
+@discardableResult
+func runCaseSQL(_ databases: CaseDatabases, _ caseID: Int64, _ sql: String, _ binds: [SQLValue] = []) async throws -> [SQLRow] {
+    let pool = CaseDatabasePool(settings: try CaseDatabaseSettings(locator: databases.locator))
+    do {
+        let rows = try await pool.withConnection(caseID: caseID) { try await $0.query(sql, binds) }
+        await pool.shutdown()
+        return rows
+    } catch {
+        await pool.shutdown()
+        throw error
+    }
+}
+
+/// Changes a seeded source case before the copy: given the case databases and the source case id.
+typealias SourcePreparation = @Sendable (_ databases: CaseDatabases, _ sourceCase: Int64) async throws -> Void
+
 /// Builds a finished exchange of `documents` documents on `backend` and runs `body` with it;
-/// everything is dropped afterwards.
+/// everything is dropped afterwards. `prepareSource` runs on the seeded source case before the copy.
 func withBuiltExchange<T: Sendable>(
-    _ backend: Backend, documents: Int = 12, _ body: (BuiltExchange) async throws -> T
+    _ backend: Backend, documents: Int = 12, prepareSource: SourcePreparation? = nil, _ body: (BuiltExchange) async throws -> T
 ) async throws -> T {
     try await withTestBroker(backend) { broker, _ in
         try await withTemporaryDirectory { directory in
@@ -89,7 +98,7 @@ func withBuiltExchange<T: Sendable>(
             do {
                 let built = try await buildExchange(
                     broker: broker, databases: databases, store: store, sourceCase: sourceCase, destinationCase: destinationCase,
-                    documents: documents)
+                    documents: documents, prepareSource: prepareSource)
                 let result = try await body(built)
                 try await databases.drop(caseID: sourceCase)
                 try await databases.drop(caseID: destinationCase)
@@ -104,11 +113,13 @@ func withBuiltExchange<T: Sendable>(
 }
 
 private func buildExchange(
-    broker: Broker, databases: CaseDatabases, store: FileObjectStore, sourceCase: Int64, destinationCase: Int64, documents: Int
+    broker: Broker, databases: CaseDatabases, store: FileObjectStore, sourceCase: Int64, destinationCase: Int64, documents: Int,
+    prepareSource: SourcePreparation?
 ) async throws -> BuiltExchange {
     let seeder = CaseSeeder(databases: databases, store: store)
     let seeded = try await seeder.seed(caseID: sourceCase, documents: documents, seed: 1)
     _ = try await CaseSeeder(databases: databases).seed(caseID: destinationCase, documents: 5, seed: 2)
+    if let prepareSource { try await prepareSource(databases, sourceCase) }
     let first = try #require(seeded.firstDocumentID)
     let last = try #require(seeded.lastDocumentID)
     let ids = Array(first...last)
