@@ -272,6 +272,11 @@ public struct OrchestratorClient: Sendable {
         let detail = try? JSONDecoder().decode(ErrorBody.self, from: Data(body.utf8)).error
         let message = detail.map { ($0.field.map { "\($0): " } ?? "") + $0.message } ?? "HTTP \(status): \(body.prefix(500))"
         switch status {
+        case 401 where token?.isEmpty ?? true:
+            return FleetError(
+                .unauthorized,
+                "no API token was sent and the orchestrator requires one (401): set EXCHANGER_API_TOKEN (or EXCHANGER_API_TOKEN_FILE, "
+                    + "or pass --token-file) to one of the server's EXCHANGER_API_TOKENS")
         case 401: return FleetError(.unauthorized, "the orchestrator refused the token (401): \(message)")
         case 404: return FleetError(.notFound, message)
         case 400, 413, 415, 422: return FleetError(.invalidRequest, message)

@@ -262,7 +262,9 @@ public struct ExchangeRunner: Sendable {
         var attempt = 0
         while true {
             do {
-                return .success(try await copier.copy(record))
+                let outcome = try await copier.copy(record)
+                if attempt > 0 { await noteStepError(record.jobID, nil) }
+                return .success(outcome)
             } catch {
                 if error is CancellationError { throw error }
                 attempt += 1
@@ -279,9 +281,23 @@ public struct ExchangeRunner: Sendable {
                     try await broker.publish(try event.topicMessage(), topic: settings.drain.topic)
                     return .failure(CopyFailure(reason: "the case-data copy failed: \(error)"))
                 }
+                let delay = settings.copyRetries.delay(beforeRetry: attempt)
+                await noteStepError(
+                    record.jobID,
+                    "the case-data copy failed (attempt \(attempt) of \(settings.copyRetries.retries + 1); next in \(delay)): \(error)")
                 // A stop (SIGTERM) ends the wait at once; the next owner retries the copy.
-                try await StopRequest.sleep(for: settings.copyRetries.delay(beforeRetry: attempt))
+                try await StopRequest.sleep(for: delay)
             }
+        }
+    }
+
+    /// ``ExchangeStore/noteStepError(_:_:)``; a failure to record it is only logged (the retry
+    /// goes on, and the log line above names the error).
+    private func noteStepError(_ jobID: String, _ error: String?) async {
+        do {
+            try await store.noteStepError(jobID, error)
+        } catch {
+            logger.warning("could not record the step's error on the exchange", metadata: ["jobId": "\(jobID)", "error": "\(error)"])
         }
     }
 

@@ -144,6 +144,20 @@ public struct ExchangeStore: Sendable {
                 + (expectedVersion.map { " at version \($0)" } ?? "") + "; it cannot move to \(to)")
     }
 
+    /// Records why the step in hand is being retried (or clears it with nil), without moving the
+    /// exchange: `GET /exchanges/{jobId}` shows it as `error` while the exchange waits to retry.
+    /// A final exchange is left alone; its error is the one its final transition stored.
+    public func noteStepError(_ jobID: String, _ error: String?) async throws {
+        try await transaction { st in
+            try await st.query([.text(jobID), SQLValue(error)]) { t in
+                """
+                UPDATE exchanges SET error = \(t.nullableText(2)), updated_at = \(t.now)
+                WHERE job_id = $1 AND finished_at IS NULL
+                """
+            }
+        }
+    }
+
     // MARK: Counts
 
     /// Records the number of documents the payload covers.

@@ -242,7 +242,10 @@ struct Handler: Sendable {
             "ms": "\((ContinuousClock.now - started).wholeMilliseconds)",
         ]
         if let jobID { metadata["jobId"] = "\(jobID)" }
-        logger.info("request", metadata: metadata)
+        // Reads that succeed (clients polling an exchange every 250 ms, probes, scrapes) log at
+        // debug, so a log tail shows changes and failures; every write and every failure at info.
+        let quiet = request.method == .get && response.status.code < 400
+        logger.log(level: quiet ? .debug : .info, "request", metadata: metadata)
         return response
     }
 

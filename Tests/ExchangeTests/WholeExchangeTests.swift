@@ -419,6 +419,12 @@ struct WholeExchangeTests {
             let (orchestrator, client) = try fixture.startOrchestrator(replica: "fail")
             do {
                 try await client.waitUntilReady(timeout: .seconds(60))
+                // A client with no token is told what to set, not that its token was refused.
+                var anonymous = client
+                anonymous.token = nil
+                let refused = await #expect(throws: FleetError.self) { _ = try await anonymous.list() }
+                #expect(refused?.message.contains("no API token was sent") == true && refused?.message.contains("EXCHANGER_API_TOKEN") == true,
+                        "\(refused?.message ?? "")")
                 // Source case 9999 has no database: the copy fails on every attempt.
                 let request = demo.requestJSON().replacingOccurrences(of: #""sourceCaseId":1001"#, with: #""sourceCaseId":9999"#)
                 let submitted = try await client.submit(request)

@@ -66,6 +66,24 @@ struct RunnerTests {
         }
     }
 
+    @Test("while the copy waits to retry, the exchange's error says why; a successful retry clears it", arguments: Backend.allCases)
+    func copyErrorShownWhileRetrying(backend: Backend) async throws {
+        try await withHarness(backend) { h in
+            let record = try await h.accept(request())
+            let copier = ErrorObservingCopier(store: h.store, failures: 1)
+            let runner = h.runner(copier)
+            var final = record
+            for _ in 0..<6 where final.state != .processing { final = try await runner.step(record.jobID) }
+            #expect(final.state == .processing, "copied and the payload sent")
+            let seen = await copier.seen.value
+            #expect(seen.count == 2)
+            #expect(seen.first == .some(nil), "no error before the first attempt")
+            let shown = try #require(seen.last ?? nil, "the second attempt sees the first one's error on the exchange")
+            #expect(shown.contains("simulated copy failure 1") && shown.contains("attempt 1 of 3"), "\(shown)")
+            #expect(final.error == nil, "cleared once the copy succeeded")
+        }
+    }
+
     @Test("cancelling a running exchange tears it down to CANCELLED", arguments: Backend.allCases)
     func cancel(backend: Backend) async throws {
         try await withHarness(backend) { h in
@@ -167,4 +185,24 @@ struct CopyConflictTests {
             #expect(failed.count == 1)
         }
     }
+}
+
+/// A copier that records the exchange's stored error at each attempt and fails the first `failures`.
+struct ErrorObservingCopier: CaseDataCopying {
+    let store: ExchangeStore
+    var failures: Int
+    let attempts = Counter()
+    let seen = Recorder<String?>()
+
+    func copy(_ exchange: ExchangeRecord) async throws -> CopyOutcome {
+        await seen.append(try await store.get(exchange.jobID)?.error)
+        let attempt = await attempts.increment()
+        if attempt <= failures { throw OrchestratorError(.copyFailed, "simulated copy failure \(attempt)") }
+        return InMemoryCopier.outcome(2)
+    }
+}
+
+actor Recorder<Value: Sendable> {
+    private(set) var value: [Value] = []
+    func append(_ item: Value) { value.append(item) }
 }
