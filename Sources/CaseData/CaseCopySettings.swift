@@ -44,8 +44,6 @@ public struct CaseCopySettings: Sendable, Hashable {
     /// The confidentiality codes table, its name and bit columns, and the bitmask column (in any
     /// copied table) remapped to the destination's codes.
     public var confidentialityTable = "confidentiality_codes"
-    /// The code name column (codes are matched by it).
-    public var confidentialityNameColumn = "name"
     /// The code's bit position column.
     public var confidentialityBitColumn = "bit_position"
     /// The bitmask column remapped in every copied table that has it.

@@ -26,7 +26,6 @@ public final class ChildReaper: Sendable {
     /// Held across a spawn and its registration, and across a reap pass, so an exit is never
     /// seen before its process is known.
     private let spawnLock = NSLock()
-    private let orphans = LockedBox<Int>(0)
     private let continuation: AsyncStream<Exit>.Continuation
     /// Exits of processes registered with ``track(_:)``.
     public let exits: AsyncStream<Exit>
@@ -53,9 +52,6 @@ public final class ChildReaper: Sendable {
         return result
     }
 
-    /// Descendants reaped that the supervisor did not spawn.
-    public var orphansReaped: Int { orphans.withLock { $0 } }
-
     /// Reaps everything that has exited; returns how many.
     @discardableResult
     public func reap() -> Int {
@@ -78,11 +74,10 @@ public final class ChildReaper: Sendable {
             repeat { reaped = waitpid(pid, &raw, 0) } while reaped < 0 && errno == EINTR
             guard reaped == pid else { continue }
             count += 1
+            // An orphaned descendant (not spawned by the supervisor) is only reaped.
             if isLeader {
                 leaders.withLock { _ = $0.remove(pid) }
                 continuation.yield(Exit(pid: pid, status: Self.decode(raw)))
-            } else {
-                orphans.withLock { $0 += 1 }
             }
         }
         return count

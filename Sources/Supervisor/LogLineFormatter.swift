@@ -143,9 +143,6 @@ public struct LogLineAssembler: Sendable {
         self.limit = max(4, limit)
     }
 
-    /// Bytes held back because no newline has come yet.
-    public var pendingCount: Int { pending.count }
-
     /// Feeds bytes read from the pipe; `body` receives every complete line or piece, in order.
     public mutating func feed(
         _ chunk: UnsafeBufferPointer<UInt8>, _ body: (UnsafeBufferPointer<UInt8>, LogLineFormatter.Piece) -> Void
@@ -281,16 +278,6 @@ public enum JSONObjectScanner {
                 break
             }
         }
-        cursor.skipWhitespace()
-        return cursor.index == cursor.end
-    }
-
-    /// Whether `bytes` is one JSON value of any kind (surrounded by optional whitespace).
-    public static func isValue(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-        guard let base = bytes.baseAddress else { return false }
-        var cursor = Cursor(base: base, end: bytes.count)
-        cursor.skipWhitespace()
-        guard cursor.value(depth: 0) else { return false }
         cursor.skipWhitespace()
         return cursor.index == cursor.end
     }
