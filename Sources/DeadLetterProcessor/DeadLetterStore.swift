@@ -1,5 +1,6 @@
 import Broker
 import DatabaseSupport
+import ExchangerEvents
 import Foundation
 import WorkerRuntime
 
@@ -125,9 +126,22 @@ public struct DeadLetterStore: Sendable {
                 return try await tx.send(destination, message)
             }
             return DeadLetterRedrive(id: record.id, target: destination, messageID: messageID)
+        } catch let error as BrokerError where error.code == .queueNotFound && target == nil {
+            return DeadLetterRedrive(id: record.id, target: destination, error: "\(error); " + Self.endedExchangeHint(record))
         } catch {
             return DeadLetterRedrive(id: record.id, target: destination, error: "\(error)")
         }
+    }
+
+    /// What to do when a dead letter's queue is gone: an exchange's queues are deleted when it
+    /// ends, so the document has to be exchanged again.
+    static func endedExchangeHint(_ record: DeadLetterRecord) -> String {
+        let source = (try? DocumentTask.decode(record.body)).map { " (source document \($0.sourceDocumentID))" } ?? ""
+        guard let job = record.jobID else {
+            return "its queue was removed; send the body to a queue that exists with --to"
+        }
+        return "the queue was removed when exchange \(job) ended: exchange the document\(source) again, "
+            + "in a new request with documentIds and an Idempotency-Key of its own"
     }
 
     // MARK: Rows

@@ -243,6 +243,12 @@ struct DeadLetterTests {
             #expect(try await handler.store.get(id: records[0].id)?.redrivenAt == nil)
             let missing = try await handler.store.redrive(ids: [records[0].id, 987_654], to: "no-such-queue")
             #expect(missing.allSatisfy { !$0.succeeded })
+            // The original queue gone (the exchange ended and was torn down): the answer says what to do.
+            try await broker.deleteQueue("s3q")
+            let ended = try await handler.store.redrive(ids: [records[0].id])
+            #expect(ended.first?.error?.contains("the queue was removed when exchange job-dlq ended") == true, "\(ended)")
+            #expect(ended.first?.error?.contains("source document") == true, "\(ended)")
+            try await broker.createQueue("s3q", attributes: QueueAttributes(deadLetterQueue: "exch-dlq", program: "s3-copy"))
 
             let done = try await handler.store.redriveAll(DeadLetterFilter(queue: "s3q"))
             #expect(done.count == 2 && done.allSatisfy(\.succeeded))
