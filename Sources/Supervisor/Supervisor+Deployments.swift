@@ -209,10 +209,15 @@ extension Supervisor {
         }
 
         // Deployments no longer owned (lease lost, row removed): stop their workers.
+        // A deployment last seen stopped has ended normally (the orchestrator removes the row after
+        // its workers stopped): that is the happy path, logged at info; anything else is a warning.
         for (id, deployment) in ownedDeployments where owned[id] == nil {
-            logger.warning("deployment no longer owned by this supervisor; stopping its workers", metadata: [
-                "deploymentId": "\(id)", "exchangeId": "\(deployment.exchangeID)",
-            ])
+            let metadata: Logger.Metadata = ["deploymentId": "\(id)", "exchangeId": "\(deployment.exchangeID)"]
+            if deployment.desiredState == .stopped {
+                logger.info("stopped deployment removed; forgetting it", metadata: metadata)
+            } else {
+                logger.warning("deployment no longer owned by this supervisor; stopping its workers", metadata: metadata)
+            }
             forget(deployment)
         }
         lastReconcile = (ContinuousClock.now, nil)

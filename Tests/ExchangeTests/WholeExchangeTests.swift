@@ -328,6 +328,11 @@ struct WholeExchangeTests {
             #expect(output.contains("25 total, 25 copied, 0 not found, 0 failed"), "\(output)")
             #expect(FileManager.default.fileExists(atPath: workspace + "/broker.sqlite"))
             #expect(FileManager.default.fileExists(atPath: workspace + "/logs/fleet.log"))
+            // The happy path warns nothing: the supervisor forgets a deployment the orchestrator
+            // removed after stopping it without a warning.
+            let supervisorLog = try String(contentsOfFile: workspace + "/logs/supervisor.log", encoding: .utf8)
+            let warnings = supervisorLog.split(separator: "\n").filter { $0.contains(#""level":"warning""#) }
+            #expect(warnings.isEmpty, "\(warnings.joined(separator: "\n"))")
 
             // A second run in the same workspace reuses the case and finds the same exchange finished.
             let (againStatus, againOutput) = try await runExchanger(
