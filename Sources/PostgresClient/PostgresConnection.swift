@@ -7,6 +7,20 @@ import Foundation
 public struct PostgresConfiguration: Sendable {
     /// Seconds libpq waits for the server to accept a connection.
     public var connectTimeoutSeconds: Int = 10
+    /// TCP keepalives of the connection (libpq's `keepalives_idle`, `keepalives_interval`,
+    /// `keepalives_count`): a peer that stops answering is noticed after about
+    /// idle + interval × count seconds (60 s by default) instead of the kernel's two hours.
+    /// The URL's own `keepalives*` parameters win. Ignored on Unix-domain sockets.
+    public var keepalivesIdleSeconds: Int = 30
+    /// Seconds between unanswered keepalive probes.
+    public var keepalivesIntervalSeconds: Int = 10
+    /// Unanswered probes before the connection counts as dead.
+    public var keepalivesCount: Int = 3
+    /// libpq's `tcp_user_timeout`: how long sent data may stay unacknowledged before the
+    /// connection is closed (a cut network link during a commit ends the wait instead of the
+    /// kernel's retransmission backoff of many minutes); `nil` leaves the system's. The URL's
+    /// `tcp_user_timeout` wins.
+    public var tcpUserTimeout: Duration? = .seconds(30)
     /// `statement_timeout` for the session; `nil` leaves the server's setting.
     public var statementTimeout: Duration? = .seconds(60)
     /// `idle_in_transaction_session_timeout`; `nil` leaves the server's setting.
@@ -69,8 +83,19 @@ public actor PostgresConnection: PoolableConnection {
     }
 
     private func open(url: String) throws(DatabaseError) {
-        let keys = ["connect_timeout", "application_name", "dbname"]
-        let values = [String(configuration.connectTimeoutSeconds), configuration.applicationName, url]
+        // Keys before `dbname` are defaults: libpq applies the URL's expansion after them, so a
+        // parameter in the URL overrides the same one here.
+        var keys = ["connect_timeout", "application_name", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count"]
+        var values = [
+            String(configuration.connectTimeoutSeconds), configuration.applicationName, "1", String(configuration.keepalivesIdleSeconds),
+            String(configuration.keepalivesIntervalSeconds), String(configuration.keepalivesCount),
+        ]
+        if let timeout = configuration.tcpUserTimeout {
+            keys.append("tcp_user_timeout")
+            values.append(String(timeout.milliseconds))
+        }
+        keys.append("dbname")
+        values.append(url)
         let conn = withCStringArray(keys) { keyPointers in
             withCStringArray(values) { valuePointers in
                 PQconnectdbParams(keyPointers, valuePointers, 1)
@@ -92,6 +117,26 @@ public actor PostgresConnection: PoolableConnection {
         for parameter in configuration.sessionParameters {
             try query("SELECT set_config($1, $2, false)", [.text(parameter.name), .text(parameter.value)])
         }
+    }
+
+    /// The TCP settings of the connection's socket as the kernel holds them (`getsockopt`); nil
+    /// on a Unix-domain socket or without a connection.
+    public var tcpSettings: PostgresTCPSettings? {
+        guard let handle else { return nil }
+        let socket = PQsocket(handle)
+        guard socket >= 0 else { return nil }
+        func option(_ level: Int32, _ name: Int32) -> Int32? {
+            var value: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            return getsockopt(socket, level, name, &value, &length) == 0 ? value : nil
+        }
+        guard let keepalive = option(SOL_SOCKET, SO_KEEPALIVE), let idle = option(Int32(IPPROTO_TCP), TCP_KEEPIDLE),
+            let interval = option(Int32(IPPROTO_TCP), TCP_KEEPINTVL), let count = option(Int32(IPPROTO_TCP), TCP_KEEPCNT),
+            let userTimeout = option(Int32(IPPROTO_TCP), Int32(TCP_USER_TIMEOUT))
+        else { return nil }
+        return PostgresTCPSettings(
+            keepalive: keepalive != 0, idleSeconds: Int(idle), intervalSeconds: Int(interval), count: Int(count),
+            userTimeoutMilliseconds: Int(userTimeout))
     }
 
     /// True while libpq reports the connection healthy.
@@ -545,3 +590,25 @@ func withParameters<R>(
     }
 }
 
+/// The keepalive and user-timeout settings of a connection's TCP socket, as the kernel reports them.
+public struct PostgresTCPSettings: Sendable, Hashable {
+    /// `SO_KEEPALIVE`.
+    public var keepalive: Bool
+    /// `TCP_KEEPIDLE`.
+    public var idleSeconds: Int
+    /// `TCP_KEEPINTVL`.
+    public var intervalSeconds: Int
+    /// `TCP_KEEPCNT`.
+    public var count: Int
+    /// `TCP_USER_TIMEOUT` (0: the system's).
+    public var userTimeoutMilliseconds: Int
+
+    /// Settings with the given values.
+    public init(keepalive: Bool, idleSeconds: Int, intervalSeconds: Int, count: Int, userTimeoutMilliseconds: Int) {
+        self.keepalive = keepalive
+        self.idleSeconds = idleSeconds
+        self.intervalSeconds = intervalSeconds
+        self.count = count
+        self.userTimeoutMilliseconds = userTimeoutMilliseconds
+    }
+}

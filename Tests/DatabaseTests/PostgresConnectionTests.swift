@@ -180,6 +180,25 @@ struct PostgresConnectionTests {
         }
     }
 
+    @Test("every TCP connection has keepalives and a user timeout, from the defaults or the URL")
+    func tcpKeepalivesAndUserTimeout() async throws {
+        try await withPostgres { db in
+            let settings = try #require(await db.tcpSettings, "the test server is reached over TCP")
+            #expect(settings == PostgresTCPSettings(keepalive: true, idleSeconds: 30, intervalSeconds: 10, count: 3, userTimeoutMilliseconds: 30_000))
+        }
+        try await withPostgres({ $0.tcpUserTimeout = nil; $0.keepalivesIdleSeconds = 45 }) { db in
+            let settings = try #require(await db.tcpSettings)
+            #expect(settings.keepalive && settings.idleSeconds == 45 && settings.userTimeoutMilliseconds == 0)
+        }
+        // The URL's parameters win over the defaults.
+        let url = try PostgresTestServer.url()
+        let separator = url.contains("?") ? "&" : "?"
+        let db = try await PostgresConnection.connect(url: url + separator + "keepalives_idle=7&tcp_user_timeout=5000")
+        let settings = await db.tcpSettings
+        await db.close()
+        #expect(settings?.idleSeconds == 7 && settings?.userTimeoutMilliseconds == 5000, "\(String(describing: settings))")
+    }
+
     // MARK: Transactions
 
     @Test func transactionCommitsWhenTheBodyReturns() async throws {
