@@ -32,6 +32,10 @@ public struct WorkerConfiguration: Sendable {
     public var receiveErrorDelay: Duration = .milliseconds(500)
     /// How often a worker whose handler's ``ReceiveGate`` refused asks it again (default 250 ms).
     public var gateRecheckInterval: Duration = .milliseconds(250)
+    /// How long the clean-up after the poll loop may take (closing the engine, the stores, the
+    /// broker's connections, the metrics endpoint) before the process exits anyway (default 1 s):
+    /// a connection stuck on a dead network link must not keep a worker that decided to exit alive.
+    public var exitGrace: Duration = .seconds(1)
 
     public init(source: Source, program: String) {
         self.source = source

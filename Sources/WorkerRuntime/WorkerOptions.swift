@@ -126,6 +126,9 @@ public struct WorkerOptions: ParsableArguments, Sendable {
         if let value = try Self.seconds(environment, "EXCHANGER_WORKER_QUEUE_REFRESH_SECONDS") {
             configuration.queueRefreshInterval = .milliseconds(Int64(max(value, 0.1) * 1000))
         }
+        if let value = try Self.seconds(environment, "EXCHANGER_WORKER_EXIT_GRACE_SECONDS") {
+            configuration.exitGrace = .milliseconds(Int64(max(value, 0) * 1000))
+        }
         return configuration
     }
 

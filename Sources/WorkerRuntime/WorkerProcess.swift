@@ -68,8 +68,21 @@ public enum WorkerProcess {
             try await worker.run()
             signalWatcher.cancel()
             maintenance.cancel()
-            _ = await maintenance.value
-            await made.shutdown()
+            // The loop is done and every acknowledgement committed: what is left only releases
+            // resources, and the process exits after `exitGrace` whether or not it finished.
+            let staging = stagingStore
+            let finished = await finish(within: configuration.exitGrace) {
+                _ = await maintenance.value
+                await made.shutdown()
+                try? await staging?.shutdown()
+                await broker.close()
+                await metricsEndpoint?.close()
+            }
+            if !finished {
+                logger.warning("clean-up did not finish within the exit grace; exiting anyway", metadata: [
+                    "grace": "\(configuration.exitGrace)",
+                ])
+            }
         } catch {
             logger.critical("worker failed", metadata: ["error": "\(error)"])
             await handler?.shutdown()
@@ -78,8 +91,25 @@ public enum WorkerProcess {
             await metricsEndpoint?.close()
             throw error
         }
-        try? await stagingStore?.shutdown()
-        await broker.close()
-        await metricsEndpoint?.close()
+    }
+
+    /// Runs `cleanup`, waiting for it at most `grace`; true when it finished in time. A clean-up
+    /// still running afterwards is left behind (the process is about to exit).
+    public static func finish(within grace: Duration, _ cleanup: @escaping @Sendable () async -> Void) async -> Bool {
+        let done = AsyncStream<Bool>.makeStream()
+        let work = Task {
+            await cleanup()
+            done.continuation.yield(true)
+        }
+        let timer = Task {
+            try? await Task.sleep(for: grace)
+            done.continuation.yield(false)
+        }
+        var iterator = done.stream.makeAsyncIterator()
+        let finished = await iterator.next() ?? false
+        timer.cancel()
+        if !finished { work.cancel() }
+        done.continuation.finish()
+        return finished
     }
 }

@@ -1,0 +1,36 @@
+import Broker
+import ExchangerTestSupport
+import Foundation
+import Testing
+import WorkerRuntime
+
+/// A worker that decides to exit is gone at once, whatever its clean-up is waiting for.
+@Suite("Worker exit")
+struct WorkerExitTests {
+    @Test("the clean-up after the loop is waited for at most the exit grace")
+    func cleanupIsBounded() async throws {
+        let start = ContinuousClock.now
+        let hung = await WorkerProcess.finish(within: .milliseconds(200)) { try? await Task.sleep(for: .seconds(60)) }
+        #expect(!hung)
+        #expect(ContinuousClock.now - start < .seconds(5), "returned after the grace, not after the clean-up")
+        let quick = await WorkerProcess.finish(within: .seconds(10)) {}
+        #expect(quick)
+    }
+
+    @Test("a bound worker whose queue is deleted logs that it exits, and does, with status 0", arguments: Backend.allCases)
+    func exitsWhenItsQueueIsDeleted(_ backend: Backend) async throws {
+        try await withTestBroker(backend) { broker, url in
+            try await withTemporaryDirectory { directory in
+                try await broker.createQueue("exit-q")
+                let worker = try WorkerProcessHandle(
+                    "exchanger-s3-copy", ["--queue", "exit-q", "--database", url, "--storage-url", "file://" + directory.path, "--wait", "1"])
+                let started = await eventually(timeout: .seconds(30)) { worker.log(containing: "worker started") }
+                #expect(started)
+                try await broker.deleteQueue("exit-q")
+                #expect(try await worker.wait(timeout: .seconds(15)) == 0)
+                #expect(worker.log(containing: "queue no longer exists; worker exits"))
+                #expect(!worker.log(containing: "clean-up did not finish"))
+            }
+        }
+    }
+}
