@@ -54,6 +54,7 @@ extension Supervisor {
     func startReconcile() {
         guard let broker = brokerHandle, !reconcileInFlight else { return }
         reconcileInFlight = true
+        reconcileStartedAt = ContinuousClock.now
         let snapshot = reconcileSnapshot()
         let store = deploymentStore
         let identity = identity()
@@ -148,9 +149,18 @@ extension Supervisor {
         case .success(let value):
             result = value
         case .failure(let error):
+            // Once per change of state, not once per pass: a database away for minutes is one line.
+            let wasFailing = lastReconcile?.error != nil
             lastReconcile = (ContinuousClock.now, "\(error)")
-            logger.error("deployment pass failed; retrying at the next pass", metadata: ["error": "\(error)"])
+            logger.log(
+                level: wasFailing ? .debug : .error, "deployment pass failed; retrying at every pass", metadata: ["error": "\(error)"])
             return
+        }
+        if lastReconcile?.error != nil { logger.notice("deployment pass succeeded again") }
+        lastRenewal = reconcileStartedAt
+        if fenced {
+            fenced = false
+            logger.notice("lease renewed after fencing; claiming deployments again")
         }
         guard !draining else { return }
         let now = ContinuousClock.now
@@ -232,6 +242,22 @@ extension Supervisor {
         groupTargets.removeValue(forKey: group)
         autoscalers.removeValue(forKey: group)
         ownedDeployments.removeValue(forKey: deployment.id)
+    }
+
+    /// Self-fencing: when no pass has renewed this supervisor's lease for
+    /// ``SupervisorSettings/effectiveFenceAfter`` (half the lease by default), it stops its
+    /// per-exchange workers before the lease can expire and another supervisor take their
+    /// deployments over. A pass stuck on a dead connection counts as not renewing. Logged once.
+    func fenceIfCutOff(now: ContinuousClock.Instant) {
+        guard deploymentStore != nil, !fenced, let last = lastRenewal else { return }
+        let silent = now - last
+        guard silent > configuration.supervisor.effectiveFenceAfter else { return }
+        fenced = true
+        logger.warning("cannot renew this supervisor's lease; fencing: stopping its per-exchange workers before another supervisor takes them over", metadata: [
+            "secondsSinceRenewal": "\(silent.components.seconds)", "leaseSeconds": "\(configuration.supervisor.leaseDuration.components.seconds)",
+            "deployments": "\(ownedDeployments.count)",
+        ])
+        abandonDeployments()
     }
 
     /// Stops the workers of every deployment this supervisor held and forgets them.

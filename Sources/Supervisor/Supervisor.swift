@@ -112,6 +112,12 @@ public actor Supervisor {
     var lastReconcile: (at: ContinuousClock.Instant, error: String?)?
     var started = false
     var reconcileInFlight = false
+    /// When the pass in flight started (its heartbeat renews the lease at that moment or later).
+    var reconcileStartedAt: ContinuousClock.Instant?
+    /// The start of the last pass that renewed this supervisor's lease; nil before the first.
+    var lastRenewal: ContinuousClock.Instant?
+    /// Whether the per-exchange workers were stopped because the lease could not be renewed.
+    var fenced = false
 
     /// - Parameters:
     ///   - broker: the control database; nil runs only the global programs (no deployments).
@@ -250,6 +256,7 @@ public actor Supervisor {
             await handleSignal(signal)
         case .reconcile:
             guard !draining else { return }
+            fenceIfCutOff(now: ContinuousClock.now)
             startReconcile()
         case .reconciled(let result):
             apply(result)

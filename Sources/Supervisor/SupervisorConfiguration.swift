@@ -26,6 +26,14 @@ public struct SupervisorSettings: Sendable, Equatable {
     public var reconcileInterval: Duration
     /// `lease_seconds`: the lease of this supervisor and of the deployments it runs.
     public var leaseDuration: Duration
+    /// `fence_seconds`: how long after the start of its last pass that renewed its lease a
+    /// supervisor that cannot renew it stops its per-exchange workers (default: half the lease).
+    /// It is shorter than the lease, and another supervisor takes the deployments over only once
+    /// the lease has expired, so the cut-off host's workers are stopping before anyone else starts
+    /// the same deployments.
+    public var fenceAfter: Duration?
+    /// ``fenceAfter``, or half the lease.
+    public var effectiveFenceAfter: Duration { fenceAfter ?? leaseDuration / 2 }
     /// `scale_down_window`: how long a lower desired count must hold before instances are stopped.
     public var scaleDownWindow: Duration
     /// `backoff_initial`: the first restart delay (≥ 1 s); programs inherit it.
@@ -48,6 +56,7 @@ public struct SupervisorSettings: Sendable, Equatable {
         logFile = nil
         reconcileInterval = .seconds(5)
         leaseDuration = .seconds(30)
+        fenceAfter = nil
         scaleDownWindow = .seconds(60)
         backoffInitial = .seconds(1)
         backoffMax = .seconds(60)
@@ -175,7 +184,7 @@ public struct SupervisorConfiguration: Sendable, Equatable {
 extension SupervisorConfiguration {
     static let supervisorKeys: Set<String> = [
         "identifier", "broker_url", "http_host", "http_port", "logfile", "logfile_maxbytes", "logfile_backups",
-        "reconcile_interval", "lease_seconds", "scale_down_window", "backoff_initial", "backoff_max",
+        "reconcile_interval", "lease_seconds", "fence_seconds", "scale_down_window", "backoff_initial", "backoff_max",
         "crashloop_deaths", "crashloop_window", "shutdown_timeout",
     ]
 
@@ -268,6 +277,12 @@ extension SupervisorConfiguration {
         }
         settings.reconcileInterval = try reader.seconds("reconcile_interval", positive: true) ?? settings.reconcileInterval
         settings.leaseDuration = try reader.seconds("lease_seconds", positive: true) ?? settings.leaseDuration
+        if let fence = try reader.seconds("fence_seconds", positive: true) {
+            guard fence < settings.leaseDuration else {
+                throw reader.error(reader["fence_seconds"], "fence_seconds must be shorter than lease_seconds (\(settings.leaseDuration))")
+            }
+            settings.fenceAfter = fence
+        }
         settings.scaleDownWindow = try reader.seconds("scale_down_window") ?? settings.scaleDownWindow
         settings.shutdownTimeout = try reader.seconds("shutdown_timeout") ?? settings.shutdownTimeout
         let policy = try reader.restartPolicy(inheriting: InheritedRestartPolicy(settings))

@@ -230,6 +230,7 @@ private func configurationError(_ body: () throws -> Void) -> ConfigurationError
             logfile_backups = 0
             reconcile_interval = 0.5
             lease_seconds = 45
+            fence_seconds = 20
             scale_down_window = 0
             backoff_initial = 1.5
             backoff_max = 300
@@ -252,6 +253,8 @@ private func configurationError(_ body: () throws -> Void) -> ConfigurationError
         #expect(try configuration.logFilePath(environment: [:]) == "/etc/exchanger/logs/supervisor.log")
         #expect(settings.reconcileInterval == .milliseconds(500))
         #expect(settings.leaseDuration == .seconds(45))
+        #expect(settings.effectiveFenceAfter == .seconds(20))
+        #expect(SupervisorSettings().effectiveFenceAfter == .seconds(15), "half the default 30 s lease")
         #expect(settings.scaleDownWindow == .zero)
         #expect(settings.backoffInitial == .milliseconds(1500))
         #expect(settings.backoffMax == .seconds(300))
@@ -499,6 +502,7 @@ private func configurationError(_ body: () throws -> Void) -> ConfigurationError
         .supervisor("logfile_backups = -1", key: "logfile_backups", "expected a non-negative integer, got '-1'"),
         .supervisor("reconcile_interval = 0", key: "reconcile_interval", "expected a positive number of seconds"),
         .supervisor("lease_seconds = abc", key: "lease_seconds", "expected a non-negative number of seconds, got 'abc'"),
+        .supervisor("fence_seconds = 30", key: "fence_seconds", "fence_seconds must be shorter than lease_seconds"),
         .supervisor("scale_down_window = -5", key: "scale_down_window", "non-negative number of seconds"),
         .supervisor("shutdown_timeout = 1e3", key: "shutdown_timeout", "non-negative number of seconds"),
         .supervisor("backoff_initial = 0.5", key: "backoff_initial", "expected at least 1 seconds, got '0.5'"),

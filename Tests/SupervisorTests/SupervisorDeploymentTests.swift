@@ -294,4 +294,50 @@ struct SupervisorDeploymentTests {
             }
         }
     }
+
+    @Test func aSupervisorCutOffFromTheDatabaseFencesItselfBeforeItsLeaseExpires() async throws {
+        try await RestartablePostgres.withDatabase { url in
+            try await withTemporaryDirectory { directory in
+                let broker = try await Broker.connect(url: url)
+                defer { Task { await broker.close() } }
+                let store = DeploymentStore(broker: broker)
+                _ = try await broker.createQueue("doc_exch_s3_copy_queue_31_1")
+                // lease 6 s: the fence comes at 3 s (half), checked every 0.5 s.
+                let supervisor = try SupervisorHarness(
+                    config: Self.config(identifier: "fenced", lease: 6), directory: directory, arguments: ["--database", url])
+                defer { Task { await supervisor.cleanUp() } }
+                _ = try await store.upsert(DeploymentSpec(
+                    id: "job-f1/worker", exchangeID: "job-f1", program: "worker", queue: "doc_exch_s3_copy_queue_31_1", minProcs: 1, maxProcs: 1))
+                try await Self.waitFor("the worker") { try await Self.live(store, deployment: "job-f1/worker").count == 1 }
+                let pids = Set(try await Self.live(store, deployment: "job-f1/worker").compactMap(\.pid))
+                await broker.close()
+
+                try await RestartablePostgres.stop()
+                let cut = ContinuousClock.now
+                var stoppedAfter: Duration?
+                while ContinuousClock.now - cut < .seconds(15) {
+                    if !pids.contains(where: Processes.alive) {
+                        stoppedAfter = ContinuousClock.now - cut
+                        break
+                    }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                let stopped = try #require(stoppedAfter, "the cut-off supervisor's worker kept running")
+                #expect(stopped < .seconds(6), "stopped \(stopped) after the cut: before the 6 s lease could expire")
+                let fenceLine = supervisor.records.first { ($0["msg"] as? String)?.hasPrefix("cannot renew this supervisor's lease; fencing") == true }
+                #expect(fenceLine?["level"] as? String == "warning")
+                let failures = supervisor.records.filter { ($0["msg"] as? String)?.hasPrefix("deployment pass failed") == true && $0["level"] as? String == "error" }
+                #expect(failures.count == 1, "the failing passes are reported once, not every 0.5 s: \(failures.count)")
+
+                try await RestartablePostgres.start()
+                let again = try await Broker.connect(url: url)
+                defer { Task { await again.close() } }
+                let store2 = DeploymentStore(broker: again)
+                try await Self.waitFor("the worker back after the database returned", timeout: .seconds(40)) {
+                    (try? await Self.live(store2, deployment: "job-f1/worker").count) == 1
+                }
+                #expect(try await supervisor.stop() == 0)
+            }
+        }
+    }
 }
