@@ -28,6 +28,7 @@ struct ExchangeBench: AsyncParsableCommand {
     @Option(help: "Documents of the large exchange.") var documents = 10_000
     @Option(help: "Least size of each PDF rendition in bytes.") var pdfBytes = 65_536
     @Option(help: "Documents of the small (latency) exchange; 0 skips it.") var smallDocuments = 10
+    @Option(help: "Run the small exchange this many times (each a new batch) and report p50, p95 and max POST → FINISHED.") var `repeat` = 1
     @Option(help: "Most workers per stage.") var maxProcs = 2
     @Flag(help: "Copy the native files as well.") var natives = false
     @Flag(help: "Skip the exact verification of the large exchange (its time is never counted).") var noVerify = false
@@ -39,6 +40,7 @@ struct ExchangeBench: AsyncParsableCommand {
         }
         guard (1...1_000_000).contains(documents) else { throw ValidationError("--documents must be 1…1000000") }
         guard smallDocuments >= 0, smallDocuments <= documents else { throw ValidationError("--small-documents must be 0…--documents") }
+        guard (1...1000).contains(`repeat`) else { throw ValidationError("--repeat must be 1…1000") }
     }
 
     /// The case-database URL template on the broker's server: the broker URL with its database
@@ -90,7 +92,9 @@ struct ExchangeBench: AsyncParsableCommand {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             FileHandle.standardOutput.write(try encoder.encode(result) + Data("\n".utf8))
-            if !result.exchange.finished || result.exchange.verified == false { throw ExitCode(1) }
+            let smallFailed = result.small.map { !$0.finished } ?? false
+            let repeatsFailed = result.smallLatency.map { $0.finished < $0.runs } ?? false
+            if !result.exchange.finished || result.exchange.verified == false || smallFailed || repeatsFailed { throw ExitCode(1) }
         } catch {
             if !keep {
                 for id in cases { try? await databases.drop(caseID: id) }
@@ -137,6 +141,29 @@ struct ExchangeBench: AsyncParsableCommand {
                 case verificationSeconds = "verification_seconds"
             }
         }
+        /// POST → EXCHANGER_FINISHED of the repeated small exchange (`--repeat`).
+        struct Latency: Encodable {
+            var runs: Int
+            var finished: Int
+            var p50Seconds: Double
+            var p95Seconds: Double
+            var maxSeconds: Double
+            var seconds: [Double]
+            enum CodingKeys: String, CodingKey {
+                case runs, finished, seconds
+                case p50Seconds = "p50_seconds"
+                case p95Seconds = "p95_seconds"
+                case maxSeconds = "max_seconds"
+            }
+
+            /// The nearest-rank percentile `q` (0…1) of `values`.
+            static func percentile(_ values: [Double], _ q: Double) -> Double {
+                let sorted = values.sorted()
+                guard !sorted.isEmpty else { return 0 }
+                let rank = Int((q * Double(sorted.count)).rounded(.up))
+                return sorted[min(max(rank, 1), sorted.count) - 1]
+            }
+        }
         var benchmark = "exchange"
         var documents: Int
         var pdfBytes: Int
@@ -146,12 +173,14 @@ struct ExchangeBench: AsyncParsableCommand {
         var copyRatio: Double
         var exchange: Exchange
         var small: Exchange?
+        var smallLatency: Latency?
         var wallSeconds: Double
         var documentsPerSecond: Double
         var copyRowsPerSecond: Double
         var rawPipeRowsPerSecond: Double
         enum CodingKeys: String, CodingKey {
             case benchmark, documents, exchange, small
+            case smallLatency = "small_latency"
             case pdfBytes = "pdf_bytes"
             case seedSeconds = "seed_seconds"
             case rawPipe = "raw_pipe"
@@ -212,18 +241,35 @@ struct ExchangeBench: AsyncParsableCommand {
         }
 
         var small: Result.Exchange?
+        var latency: Result.Latency?
         if smallDocuments > 0 {
-            status("exchange of \(smallDocuments) documents (POST → EXCHANGER_FINISHED) …")
-            let result = try await run.run(
-                requestJSON: demo.requestJSON(includeNatives: natives, limit: smallDocuments, destinationCaseID: cases.small, batchID: 2))
-            small = Result.Exchange(
-                documents: smallDocuments, finished: result.state == "FINISHED", wallSeconds: result.exchangeSeconds,
-                postToFinishedSeconds: try await postToFinished(result.jobId, brokerURL: workspace.brokerURL, logger: logger),
-                documentsPerSecond: Double(smallDocuments) / result.exchangeSeconds)
+            var seconds: [Double] = []
+            var finished = 0
+            for index in 0..<`repeat` {
+                status("exchange of \(smallDocuments) documents (POST → EXCHANGER_FINISHED)\(`repeat` > 1 ? ", run \(index + 1) of \(`repeat`)" : "") …")
+                // Each run is a new batch, so a new exchange with its own queues.
+                let result = try await run.run(
+                    requestJSON: demo.requestJSON(
+                        includeNatives: natives, limit: smallDocuments, destinationCaseID: cases.small, batchID: Int64(2 + index)))
+                let measured = Result.Exchange(
+                    documents: smallDocuments, finished: result.state == "FINISHED", wallSeconds: result.exchangeSeconds,
+                    postToFinishedSeconds: try await postToFinished(result.jobId, brokerURL: workspace.brokerURL, logger: logger),
+                    documentsPerSecond: Double(smallDocuments) / result.exchangeSeconds)
+                if small == nil { small = measured }
+                if measured.finished { finished += 1 }
+                seconds.append(measured.postToFinishedSeconds ?? measured.wallSeconds)
+            }
+            if `repeat` > 1 {
+                latency = Result.Latency(
+                    runs: `repeat`, finished: finished, p50Seconds: Result.Latency.percentile(seconds, 0.5),
+                    p95Seconds: Result.Latency.percentile(seconds, 0.95), maxSeconds: seconds.max() ?? 0, seconds: seconds)
+                status(String(format: "  POST → FINISHED over %d runs: p50 %.2f s, p95 %.2f s, max %.2f s", `repeat`,
+                              latency?.p50Seconds ?? 0, latency?.p95Seconds ?? 0, latency?.maxSeconds ?? 0))
+            }
         }
         return Result(
             documents: documents, pdfBytes: pdfBytes, seedSeconds: seedSeconds, rawPipe: raw, engineCopy: engine,
-            copyRatio: engine.rowsPerSecond / raw.rowsPerSecond, exchange: exchange, small: small,
+            copyRatio: engine.rowsPerSecond / raw.rowsPerSecond, exchange: exchange, small: small, smallLatency: latency,
             wallSeconds: exchange.wallSeconds, documentsPerSecond: exchange.documentsPerSecond,
             copyRowsPerSecond: engine.rowsPerSecond, rawPipeRowsPerSecond: raw.rowsPerSecond)
     }
