@@ -71,11 +71,12 @@ enum SyntheticFiles {
     }
 }
 
-/// A small deterministic pseudo-random generator (SplitMix64): the same seed gives the same case.
-struct SeededGenerator: RandomNumberGenerator {
+/// A small deterministic pseudo-random generator (SplitMix64): the same seed gives the same case
+/// (and the same values in the property tests, so a failing seed can be replayed).
+package struct SeededGenerator: RandomNumberGenerator {
     private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
+    package init(seed: UInt64) { state = seed }
+    package mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

@@ -6,21 +6,6 @@ import Foundation
 import Synchronization
 import Testing
 
-/// A deterministic pseudo-random generator (SplitMix64), so a failing seed can be replayed.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// The source values a run changed, for the failure message.
 final class ChangeLog: Sendable {
     let entries = Mutex<[String]>([])
@@ -124,7 +109,7 @@ struct VerifierPropertyTests {
 
     /// A random value for `column`, as SQL text to place in an UPDATE (a cast parameter on
     /// PostgreSQL, a literal on SQLite for bytes that are not UTF-8) and its bind.
-    static func value(for column: MutableColumn, postgres: Bool, using random: inout SplitMix64) -> (sql: String, bind: SQLValue) {
+    static func value(for column: MutableColumn, postgres: Bool, using random: inout SeededGenerator) -> (sql: String, bind: SQLValue) {
         if column.nullable, Int.random(in: 0..<5, using: &random) == 0 { return ("NULL", .null) }
         func param(_ text: String) -> (String, SQLValue) { (postgres ? "CAST($1 AS \(column.postgresType))" : "$1", .text(text)) }
         switch column.kind {
@@ -172,7 +157,7 @@ struct VerifierPropertyTests {
     func randomRowsCopyExactly(_ backend: Backend, seed: UInt64) async throws {
         let changed = ChangeLog()
         try await withBuiltExchange(backend, documents: 6, prepareSource: { databases, sourceCase in
-            var random = SplitMix64(seed: seed)
+            var random = SeededGenerator(seed: seed)
             let postgres = backend == .postgres
             let columns = try await Self.columns(databases, sourceCase, postgres: postgres)
             #expect(columns.count > 20, "the scan finds the case schema's columns: \(columns)")
