@@ -219,14 +219,15 @@ extension Supervisor {
         }
 
         // Deployments no longer owned (lease lost, row removed): stop their workers.
-        // A deployment last seen stopped has ended normally (the orchestrator removes the row after
-        // its workers stopped): that is the happy path, logged at info; anything else is a warning.
+        // The orchestrator removes a deployment's row once its workers are gone: a deployment that
+        // disappears with no process of it left is the normal end of an exchange, logged at info.
+        // One that still has a running process here was removed (or taken) under it: a warning.
         for (id, deployment) in ownedDeployments where owned[id] == nil {
             let metadata: Logger.Metadata = ["deploymentId": "\(id)", "exchangeId": "\(deployment.exchangeID)"]
-            if deployment.desiredState == .stopped {
-                logger.info("stopped deployment removed; forgetting it", metadata: metadata)
-            } else {
+            if slots.contains(where: { $0.key.deploymentID == id && $0.value.machine.pid != nil }) {
                 logger.warning("deployment no longer owned by this supervisor; stopping its workers", metadata: metadata)
+            } else {
+                logger.info("deployment removed after its workers stopped; forgetting it", metadata: metadata)
             }
             forget(deployment)
         }
