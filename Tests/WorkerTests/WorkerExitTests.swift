@@ -10,9 +10,11 @@ struct WorkerExitTests {
     @Test("the clean-up after the loop is waited for at most the exit grace")
     func cleanupIsBounded() async throws {
         let start = ContinuousClock.now
-        let hung = await WorkerProcess.finish(within: .milliseconds(200)) { try? await Task.sleep(for: .seconds(60)) }
+        let hung = await WorkerProcess.finish(within: .milliseconds(200)) { try? await Task.sleep(for: .seconds(120)) }
         #expect(!hung)
-        #expect(ContinuousClock.now - start < .seconds(5), "returned after the grace, not after the clean-up")
+        // Far from the clean-up's 120 s; the bound is loose because this runs beside the parallel
+        // suites, which have kept the 200 ms timer from firing for 5 s on 2 cores.
+        #expect(ContinuousClock.now - start < .seconds(60), "returned after the grace, not after the clean-up")
         let quick = await WorkerProcess.finish(within: .seconds(10)) {}
         #expect(quick)
     }
