@@ -35,7 +35,7 @@ public struct WorkerConfiguration: Sendable {
     /// How long the clean-up after the poll loop may take (closing the engine, the stores, the
     /// broker's connections, the metrics endpoint) before the process exits anyway (default 1 s):
     /// a connection stuck on a dead network link must not keep a worker that decided to exit alive.
-    public var exitGrace: Duration = .seconds(1)
+    public var exitGrace: Duration = .seconds(5)
 
     public init(source: Source, program: String) {
         self.source = source
