@@ -16,6 +16,7 @@ enum BrokerSchema {
         Migration(version: 2, name: "dead letters, event log by job and type", postgres: postgresV2, sqlite: sqliteV2),
         Migration(version: 3, name: "supervisor deployments and workers", postgres: postgresV3, sqlite: sqliteV3),
         Migration(version: 4, name: "exchanges and their resources", postgres: postgresV4, sqlite: sqliteV4),
+        Migration(version: 5, name: "skipped documents and per-document outcomes", postgres: postgresV5, sqlite: sqliteV5),
     ]
 
     static let postgresV1 = #"""
@@ -446,5 +447,20 @@ enum BrokerSchema {
         removed_at INTEGER NULL,
         PRIMARY KEY (job_id, kind, name)
     );
+    """#
+
+    // MARK: Version 5
+
+    /// The documents a skipping exchange left out (`skipExchanged`), and the documents that did
+    /// not arrive, listed by destination id when the exchange ends (JSON:
+    /// `{"failed":[…],"notFound":[…]}`, each list capped).
+    static let postgresV5 = #"""
+    ALTER TABLE exchanges ADD COLUMN documents_skipped integer NULL;
+    ALTER TABLE exchanges ADD COLUMN document_outcomes text NULL;
+    """#
+
+    static let sqliteV5 = #"""
+    ALTER TABLE exchanges ADD COLUMN documents_skipped INTEGER NULL;
+    ALTER TABLE exchanges ADD COLUMN document_outcomes TEXT NULL;
     """#
 }

@@ -145,7 +145,54 @@ public struct CaseExcludedDocument: Sendable, Hashable, Codable {
     public var reason: String
 }
 
-/// The outcome of ``CaseCopyEngine/copy(sourceCase:destinationCase:selection:jobID:)``.
+/// A selected document the copy left out because an earlier exchange from the same source case
+/// had delivered it into the destination case (``CaseCopyOptions/skipExchanged``).
+public struct CaseSkippedDocument: Sendable, Hashable, Codable {
+    /// The document's id in the source case.
+    public var sourceDocumentID: Int64
+    /// The destination document the earlier exchange made of it.
+    public var destinationDocumentID: Int64
+    /// The earlier exchange's job id.
+    public var earlierJobID: String
+
+    /// A value with the given fields.
+    public init(sourceDocumentID: Int64, destinationDocumentID: Int64, earlierJobID: String) {
+        self.sourceDocumentID = sourceDocumentID
+        self.destinationDocumentID = destinationDocumentID
+        self.earlierJobID = earlierJobID
+    }
+}
+
+/// How one copy treats documents an earlier exchange already delivered.
+public struct CaseCopyOptions: Sendable, Hashable {
+    /// Leave out every selected document that an earlier, finished exchange from the same source
+    /// case delivered into the destination case and whose destination document still exists (the
+    /// `exchange_documents` ledger says `delivered`); listed in
+    /// ``CaseCopyReport/skippedDocuments``. False copies them again, as new documents.
+    public var skipExchanged: Bool
+
+    /// A value with the given fields.
+    public init(skipExchanged: Bool = false) {
+        self.skipExchanged = skipExchanged
+    }
+}
+
+/// How the documents of a job ended, by destination document id, as the orchestrator counted them
+/// when the exchange ended (``CaseCopyEngine/recordOutcomes(destinationCase:jobID:outcomes:)``).
+public struct CaseDocumentOutcomes: Sendable, Hashable {
+    /// Documents that went through every stage (only of an exchange that finished).
+    public var delivered: Set<Int64>
+    /// Documents whose files were not found in the source store.
+    public var notFound: Set<Int64>
+
+    /// A value with the given fields; every other document of the job counts as failed.
+    public init(delivered: Set<Int64>, notFound: Set<Int64>) {
+        self.delivered = delivered
+        self.notFound = notFound
+    }
+}
+
+/// The outcome of ``CaseCopyEngine/copy(sourceCase:destinationCase:selection:jobID:options:)``.
 public struct CaseCopyReport: Sendable, Hashable, Codable {
     /// The job the copy ran for.
     public var jobID: String
@@ -165,6 +212,9 @@ public struct CaseCopyReport: Sendable, Hashable, Codable {
     /// Requested document ids (``CaseDocumentSelection/documentIDs(_:)``) the source case does
     /// not have, ascending.
     public var notFoundDocumentIDs: [Int64] = []
+    /// Selected documents left out because an earlier exchange delivered them
+    /// (``CaseCopyOptions/skipExchanged``), by source id.
+    public var skippedDocuments: [CaseSkippedDocument] = []
     /// What was copied but not as the source has it, one sentence each: confidentiality bits set on
     /// selected rows with no code in the source case (no name to map them by, so they are not
     /// carried over).
@@ -177,7 +227,7 @@ public struct CaseCopyReport: Sendable, Hashable, Codable {
 }
 
 extension CaseCopyReport {
-    /// Decodes a report; `excludedDocuments`, `notFoundDocumentIDs` and `warnings` may be absent
+    /// Decodes a report; `excludedDocuments`, `notFoundDocumentIDs`, `skippedDocuments` and `warnings` may be absent
     /// (reports written before they existed) and are then empty.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -189,6 +239,7 @@ extension CaseCopyReport {
         documents = try container.decode([CaseDocumentMapping].self, forKey: .documents)
         excludedDocuments = try container.decodeIfPresent([CaseExcludedDocument].self, forKey: .excludedDocuments) ?? []
         notFoundDocumentIDs = try container.decodeIfPresent([Int64].self, forKey: .notFoundDocumentIDs) ?? []
+        skippedDocuments = try container.decodeIfPresent([CaseSkippedDocument].self, forKey: .skippedDocuments) ?? []
         warnings = try container.decodeIfPresent([String].self, forKey: .warnings) ?? []
         seconds = try container.decode(Double.self, forKey: .seconds)
     }
@@ -198,5 +249,19 @@ extension CaseCopyReport {
 public protocol CaseCopyEngine: Sendable {
     /// Copies the selected documents and everything reachable from them; resumable and
     /// idempotent per `jobID`.
-    func copy(sourceCase: Int64, destinationCase: Int64, selection: CaseDocumentSelection, jobID: String) async throws -> CaseCopyReport
+    func copy(
+        sourceCase: Int64, destinationCase: Int64, selection: CaseDocumentSelection, jobID: String, options: CaseCopyOptions
+    ) async throws -> CaseCopyReport
+
+    /// Writes how the job's copied documents ended into the destination case's ledger
+    /// (`exchange_documents`); idempotent.
+    /// - Returns: the ledger rows changed.
+    func recordOutcomes(destinationCase: Int64, jobID: String, outcomes: CaseDocumentOutcomes) async throws -> Int
+}
+
+extension CaseCopyEngine {
+    /// Copies with the default options (documents an earlier exchange delivered are copied again).
+    public func copy(sourceCase: Int64, destinationCase: Int64, selection: CaseDocumentSelection, jobID: String) async throws -> CaseCopyReport {
+        try await copy(sourceCase: sourceCase, destinationCase: destinationCase, selection: selection, jobID: jobID, options: CaseCopyOptions())
+    }
 }

@@ -30,6 +30,10 @@ import SQLiteClient
 ///   custom field's type) fails the copy with ``CaseDataError/Code/conflict``; a selected
 ///   document whose row, or a row below it, references a row the source does not have is left
 ///   out and listed in ``CaseCopyReport/excludedDocuments`` with the reason.
+/// - The `exchange_documents` ledger records each copied document (`copied`) with the last step;
+///   ``recordOutcomes(destinationCase:jobID:outcomes:)`` sets how it ended. With
+///   ``CaseCopyOptions/skipExchanged`` a document an earlier job from the same source case
+///   delivered (its destination document still existing) is left out and recorded as `skipped`.
 /// - A copy that fails for good (not cancelled, not a transient database error, not an error of
 ///   the table hook) removes the rows the job inserted (recorded in `exchange_copy_inserted`), its
 ///   id map and checkpoints; a finished job is never undone.
@@ -83,7 +87,9 @@ public struct CaseDataCopier: CaseCopyEngine {
     ///   (a case database is missing), `.invalidSchema`, `.conflict` (a merged custom field of
     ///   another type), `.inconsistentSource`, `.database`, `.interrupted` (cancelled); an error
     ///   thrown by the table hook as it is.
-    public func copy(sourceCase: Int64, destinationCase: Int64, selection: CaseDocumentSelection, jobID: String) async throws -> CaseCopyReport {
+    public func copy(
+        sourceCase: Int64, destinationCase: Int64, selection: CaseDocumentSelection, jobID: String, options: CaseCopyOptions
+    ) async throws -> CaseCopyReport {
         guard sourceCase != destinationCase else {
             throw CaseDataError(.invalidArgument, "the source and destination case are the same (\(sourceCase))")
         }
@@ -101,8 +107,8 @@ public struct CaseDataCopier: CaseCopyEngine {
             guard source.kind == destination.kind else {
                 throw CaseDataError(.invalidArgument, "the source and destination databases are of different kinds")
             }
-            let (tables, destinationTables, excluded, notFound, warnings) = try await run(
-                source: source, destination: destination, selection: selection, jobID: jobID)
+            let (tables, destinationTables, excluded, notFound, skipped, warnings) = try await run(
+                source: source, destination: destination, sourceCase: sourceCase, selection: selection, jobID: jobID, options: options)
             let documents = try await documentMappings(destination, jobID: jobID, tables: destinationTables)
             let mapSize = try await destination.query("SELECT count(*) AS n FROM exchange_id_map WHERE job_id = $1", [.text(jobID)])
                 .first?["n"].int ?? 0
@@ -111,7 +117,7 @@ public struct CaseDataCopier: CaseCopyEngine {
             let elapsed = ContinuousClock.now - started
             let report = CaseCopyReport(
                 jobID: jobID, sourceCaseID: sourceCase, destinationCaseID: destinationCase, tables: tables, idMapSize: mapSize,
-                documents: documents, excludedDocuments: excluded, notFoundDocumentIDs: notFound, warnings: warnings,
+                documents: documents, excludedDocuments: excluded, notFoundDocumentIDs: notFound, skippedDocuments: skipped, warnings: warnings,
                 seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
             for warning in warnings {
                 logger.warning("copy warning", metadata: ["jobId": "\(jobID)", "warning": "\(warning)"])
@@ -120,6 +126,12 @@ public struct CaseDataCopier: CaseCopyEngine {
                 logger.warning("requested documents not in the source case", metadata: [
                     "jobId": "\(jobID)", "sourceCaseId": "\(sourceCase)", "count": "\(notFound.count)",
                     "sourceDocumentIds": "\(notFound.prefix(100).map(String.init).joined(separator: ","))",
+                ])
+            }
+            if !skipped.isEmpty {
+                logger.info("documents an earlier exchange delivered were skipped", metadata: [
+                    "jobId": "\(jobID)", "sourceCaseId": "\(sourceCase)", "count": "\(skipped.count)",
+                    "sourceDocumentIds": "\(skipped.prefix(100).map { String($0.sourceDocumentID) }.joined(separator: ","))",
                 ])
             }
             for document in excluded {
@@ -145,11 +157,15 @@ public struct CaseDataCopier: CaseCopyEngine {
 
     // MARK: The run
 
-    private func run(source: CaseSQLConnection, destination: CaseSQLConnection, selection: CaseDocumentSelection, jobID: String) async throws
-        -> ([CaseCopyTableReport], Set<String>, [CaseExcludedDocument], [Int64], [String])
+    private func run(
+        source: CaseSQLConnection, destination: CaseSQLConnection, sourceCase: Int64, selection: CaseDocumentSelection, jobID: String,
+        options: CaseCopyOptions
+    ) async throws
+        -> ([CaseCopyTableReport], Set<String>, [CaseExcludedDocument], [Int64], [CaseSkippedDocument], [String])
     {
         let kind = source.kind
         try await destination.execute(kind == .postgres ? CaseSchema.postgresV2 : CaseSchema.sqliteV2)
+        try await destination.execute(kind == .postgres ? CaseSchema.postgresV4 : CaseSchema.sqliteV4)
         let sourceCatalog = try await CaseCatalog.load(source)
         let destinationCatalog = try await CaseCatalog.load(destination)
         var extraEdges: [(String, String)] = []
@@ -184,21 +200,45 @@ public struct CaseDataCopier: CaseCopyEngine {
         let shapesByTable = shapes
         let hasPostCopyStep = finished[Self.postCopyStep] != nil
         let destinationTables = Set(destinationCatalog.tables.keys)
+        // The documents to skip: recorded by the job's first run (a re-run keeps its choice), or
+        // chosen now among the ones earlier jobs delivered.
+        let recordedSkips = try await Self.skippedDocuments(destination, jobID: jobID)
+        let skipCandidates: [Int64: CaseSkippedDocument]
+        if options.skipExchanged, recordedSkips.isEmpty, finished.isEmpty {
+            skipCandidates = try await deliveredEarlier(destination, sourceCase: sourceCase, jobID: jobID)
+        } else {
+            skipCandidates = [:]
+        }
 
-        let body: @Sendable (CaseSQLConnection) async throws -> ([CaseCopyTableReport], [CaseExcludedDocument], [Int64], [String]) = { source in
+        let body: @Sendable (CaseSQLConnection) async throws
+            -> ([CaseCopyTableReport], [CaseExcludedDocument], [Int64], [CaseSkippedDocument], [String]) = { source in
             let shapes = shapesByTable
             var counts = try await select(source: source, order: order, shapes: shapes, selection: selection, excluding: [])
+            guard let root = shapes[settings.rootTable] else { throw CaseDataError(.invalidSchema, "no table '\(settings.rootTable)'") }
+            let present = Set(try await source.query("SELECT id FROM \(root.selection)").compactMap { $0["id"].int64 })
             // Requested ids the source does not have (the root selection holds the ones it has).
             var notFound: [Int64] = []
-            if case .documentIDs(let ids) = selection, let root = shapes[settings.rootTable] {
-                let present = Set(try await source.query("SELECT id FROM \(root.selection)").compactMap { $0["id"].int64 })
+            if case .documentIDs(let ids) = selection {
                 notFound = Set(ids).subtracting(present).sorted()
+            }
+            // Documents an earlier job delivered (skipExchanged): left out, and recorded before
+            // anything is written, so a re-run of the job skips the same ones.
+            let skipped = recordedSkips.isEmpty
+                ? present.sorted().compactMap { skipCandidates[$0] }
+                : recordedSkips.filter { present.contains($0.sourceDocumentID) }
+            if !skipped.isEmpty {
+                if recordedSkips.isEmpty {
+                    try await Self.recordSkips(destination, skipped, jobID: jobID, sourceCase: sourceCase)
+                }
+                counts = try await select(
+                    source: source, order: order, shapes: shapes, selection: selection, excluding: skipped.map(\.sourceDocumentID))
             }
             // References to rows the source does not have: their documents are left out, by name.
             let excluded = try await brokenReferences(source: source, order: order, shapes: shapes)
             if !excluded.isEmpty {
                 counts = try await select(
-                    source: source, order: order, shapes: shapes, selection: selection, excluding: excluded.map(\.sourceDocumentID))
+                    source: source, order: order, shapes: shapes, selection: selection,
+                    excluding: skipped.map(\.sourceDocumentID) + excluded.map(\.sourceDocumentID))
                 let left = try await brokenReferences(source: source, order: order, shapes: shapes)
                 guard left.isEmpty else {
                     throw CaseDataError(.inconsistentSource, "nothing was copied: \(left.map(\.reason).joined(separator: "; "))")
@@ -227,13 +267,16 @@ public struct CaseDataCopier: CaseCopyEngine {
             }
             if !hasPostCopyStep {
                 try Task.checkCancellation()
-                try await postCopy(destination: destination, destinationTables: destinationTables, shapes: shapes, jobID: jobID, position: order.count)
+                try await postCopy(
+                    destination: destination, destinationTables: destinationTables, shapes: shapes, jobID: jobID, sourceCase: sourceCase,
+                    position: order.count)
             }
-            return (reports, excluded, notFound, warnings)
+            return (reports, excluded, notFound, skipped, warnings)
         }
         do {
-            let (reports, excluded, notFound, warnings) = try await source.transaction(postgres: .repeatableRead, sqlite: .deferred, body)
-            return (reports, destinationTables, excluded, notFound, warnings)
+            let (reports, excluded, notFound, skipped, warnings) = try await source.transaction(
+                postgres: .repeatableRead, sqlite: .deferred, body)
+            return (reports, destinationTables, excluded, notFound, skipped, warnings)
         } catch {
             // A finished job's rows are never removed (a re-run only reads them).
             guard !hasPostCopyStep, Self.undoes(error) else { throw error }
@@ -306,6 +349,100 @@ public struct CaseDataCopier: CaseCopyEngine {
         }
         for index in mappings.indices { mappings[index].files = files[mappings[index].destinationDocumentID] ?? [] }
         return mappings
+    }
+
+    // MARK: The ledger (`exchange_documents`)
+
+    /// The skips the job recorded in an earlier run, by source id.
+    private static func skippedDocuments(_ destination: CaseSQLConnection, jobID: String) async throws -> [CaseSkippedDocument] {
+        try await destination.query("""
+            SELECT source_document_id, destination_document_id, earlier_job_id FROM exchange_documents
+            WHERE job_id = $1 AND outcome = 'skipped' ORDER BY source_document_id
+            """, [.text(jobID)]
+        ).compactMap { row in
+            guard let source = row["source_document_id"].int64, let destination = row["destination_document_id"].int64 else { return nil }
+            return CaseSkippedDocument(sourceDocumentID: source, destinationDocumentID: destination, earlierJobID: row["earlier_job_id"].string ?? "")
+        }
+    }
+
+    /// Source documents of `sourceCase` that another job delivered into this case and whose
+    /// destination document still exists; the earliest delivery per document.
+    private func deliveredEarlier(_ destination: CaseSQLConnection, sourceCase: Int64, jobID: String) async throws -> [Int64: CaseSkippedDocument] {
+        let q = CaseSQLConnection.quote
+        var result: [Int64: CaseSkippedDocument] = [:]
+        for row in try await destination.query("""
+            SELECT e.source_document_id, e.destination_document_id, e.job_id FROM exchange_documents e
+            JOIN \(q(settings.rootTable)) d ON d.id = e.destination_document_id
+            WHERE e.source_case_id = $1 AND e.outcome = 'delivered' AND e.job_id <> $2
+            ORDER BY e.source_document_id, e.updated_at DESC, e.job_id
+            """, [.integer(sourceCase), .text(jobID)])
+        {
+            guard let source = row["source_document_id"].int64, let target = row["destination_document_id"].int64,
+                let job = row["job_id"].string, result[source] == nil
+            else { continue }
+            result[source] = CaseSkippedDocument(sourceDocumentID: source, destinationDocumentID: target, earlierJobID: job)
+        }
+        return result
+    }
+
+    /// Records the job's skips (one transaction; a second call adds nothing).
+    private static func recordSkips(_ destination: CaseSQLConnection, _ skipped: [CaseSkippedDocument], jobID: String, sourceCase: Int64) async throws {
+        try await destination.transaction { destination in
+            for document in skipped {
+                try await destination.query("""
+                    INSERT INTO exchange_documents (job_id, source_case_id, source_document_id, destination_document_id, outcome, earlier_job_id)
+                    VALUES ($1, $2, $3, $4, 'skipped', $5) ON CONFLICT DO NOTHING
+                    """, [
+                        .text(jobID), .integer(sourceCase), .integer(document.sourceDocumentID), .integer(document.destinationDocumentID),
+                        .text(document.earlierJobID),
+                    ])
+            }
+        }
+    }
+
+    /// Writes how the job's copied documents ended: `delivered` and `not_found` as given, every
+    /// other `copied` row `failed`. Rows already past `copied` keep their outcome unless the new
+    /// one is given for them (a repeated call changes nothing).
+    /// - Returns: the ledger rows changed.
+    public func recordOutcomes(destinationCase: Int64, jobID: String, outcomes: CaseDocumentOutcomes) async throws -> Int {
+        let destination = try await databases.open(caseID: destinationCase)
+        do {
+            // A job copied by an older build has no ledger rows: nothing to change, and no error.
+            try await destination.execute(destination.kind == .postgres ? CaseSchema.postgresV4 : CaseSchema.sqliteV4)
+            let now = destination.kind == .postgres ? "now()" : CaseSchema.sqliteNow
+            let changed = try await destination.transaction { destination in
+                var changed = 0
+                let rows = try await destination.query(
+                    "SELECT destination_document_id, outcome FROM exchange_documents WHERE job_id = $1 AND outcome <> 'skipped'", [.text(jobID)])
+                var wanted: [String: [Int64]] = [:]
+                for row in rows {
+                    guard let id = row["destination_document_id"].int64, let current = row["outcome"].string else { continue }
+                    let outcome = outcomes.delivered.contains(id) ? "delivered" : outcomes.notFound.contains(id) ? "not_found" : "failed"
+                    if outcome != current { wanted[outcome, default: []].append(id) }
+                }
+                for (outcome, ids) in wanted.sorted(by: { $0.key < $1.key }) {
+                    for start in stride(from: 0, to: ids.count, by: 1000) {
+                        let chunk = ids[start..<min(ids.count, start + 1000)].map(String.init).joined(separator: ", ")
+                        changed += try await destination.update("""
+                            UPDATE exchange_documents SET outcome = $2, updated_at = \(now)
+                            WHERE job_id = $1 AND destination_document_id IN (\(chunk))
+                            """, [.text(jobID), .text(outcome)])
+                    }
+                }
+                return changed
+            }
+            await destination.close()
+            if changed > 0 {
+                logger.info("document outcomes recorded", metadata: [
+                    "jobId": "\(jobID)", "caseId": "\(destinationCase)", "changed": "\(changed)",
+                    "delivered": "\(outcomes.delivered.count)", "notFound": "\(outcomes.notFound.count)",
+                ])
+            }
+            return changed
+        } catch {
+            await destination.close()
+            throw CaseDatabases.wrap(error, "record outcomes of \(jobID)")
+        }
     }
 
     // MARK: Selection (in the source snapshot)
@@ -529,7 +666,7 @@ public struct CaseDataCopier: CaseCopyEngine {
                         SELECT new_id FROM exchange_copy_inserted WHERE job_id = $1 AND table_name = $2)
                     """, [.text(jobID), .text(name)])
             }
-            for table in ["exchange_copy_inserted", "exchange_id_map", "exchange_copy_checkpoints"] {
+            for table in ["exchange_copy_inserted", "exchange_id_map", "exchange_copy_checkpoints", "exchange_documents"] {
                 try await destination.query("DELETE FROM \(table) WHERE job_id = $1", [.text(jobID)])
             }
             return removed
@@ -892,10 +1029,19 @@ public struct CaseDataCopier: CaseCopyEngine {
 
     // MARK: Post-copy rules
 
-    private func postCopy(destination: CaseSQLConnection, destinationTables: Set<String>, shapes: [String: TableShape], jobID: String, position: Int) async throws {
+    private func postCopy(
+        destination: CaseSQLConnection, destinationTables: Set<String>, shapes: [String: TableShape], jobID: String, sourceCase: Int64,
+        position: Int
+    ) async throws {
         let settings = self.settings
         let q = CaseSQLConnection.quote
         try await destination.transaction { destination in
+            // The ledger: each copied document, `copied` until the orchestrator records its outcome.
+            try await destination.query("""
+                INSERT INTO exchange_documents (job_id, source_case_id, source_document_id, destination_document_id, outcome)
+                SELECT $1, CAST($2 AS bigint), m.old_id, m.new_id, 'copied' FROM exchange_id_map m WHERE m.job_id = $1 AND m.table_name = $3
+                ON CONFLICT DO NOTHING
+                """, [.text(jobID), .integer(sourceCase), .text(settings.rootTable)])
             if shapes[settings.exhibitTable] != nil, destinationTables.contains(settings.customFieldTable),
                 destinationTables.contains(settings.customFieldValueTable)
             {

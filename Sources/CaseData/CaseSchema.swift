@@ -13,7 +13,8 @@ public struct CaseMigration: Sendable {
 }
 
 /// The per-case database schema: documents and everything attached to them, and the copy
-/// engine's own tables (`exchange_id_map`, `exchange_copy_checkpoints`, `exchange_copy_inserted`).
+/// engine's own tables (`exchange_id_map`, `exchange_copy_checkpoints`, `exchange_copy_inserted`,
+/// and the `exchange_documents` ledger).
 ///
 /// Every table has a `bigint` primary key `id` (PostgreSQL identity, SQLite rowid alias) and
 /// declares its foreign keys with `REFERENCES`: the copy engine finds the graph in the catalog.
@@ -28,6 +29,7 @@ public enum CaseSchema {
         CaseMigration(version: 1, name: "case data", postgres: postgresV1, sqlite: sqliteV1),
         CaseMigration(version: 2, name: "copy engine id map and checkpoints", postgres: postgresV2, sqlite: sqliteV2),
         CaseMigration(version: 3, name: "full-text search index", postgres: postgresV3, sqlite: sqliteV3),
+        CaseMigration(version: 4, name: "exchanged documents ledger", postgres: postgresV4, sqlite: sqliteV4),
     ]
 
     /// The tables of case data (not the engine's bookkeeping), parents first.
@@ -504,6 +506,41 @@ public enum CaseSchema {
         END;
         """
 
+    // MARK: Version 4: the exchanged documents ledger
+
+    /// One row per document a job copied into this case, or skipped because an earlier job had
+    /// delivered it (``CaseDataCopier``): which source case and document it came from, its
+    /// destination document, and its outcome. `copied` is written with the rows; the orchestrator
+    /// sets `delivered`, `failed` or `not_found` when the exchange ends (``CaseDataCopier/recordOutcomes(destinationCase:jobID:outcomes:)``).
+    /// A `skipped` row names the earlier job and its destination document.
+    static let postgresV4 = """
+        CREATE TABLE IF NOT EXISTS exchange_documents (
+            job_id text NOT NULL,
+            source_case_id bigint NOT NULL,
+            source_document_id bigint NOT NULL,
+            destination_document_id bigint NOT NULL,
+            outcome text NOT NULL CHECK (outcome IN ('copied', 'delivered', 'failed', 'not_found', 'skipped')),
+            earlier_job_id text NULL,
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (job_id, source_document_id)
+        );
+        CREATE INDEX IF NOT EXISTS exchange_documents_source ON exchange_documents (source_case_id, source_document_id);
+        """
+
+    static let sqliteV4 = """
+        CREATE TABLE IF NOT EXISTS exchange_documents (
+            job_id TEXT NOT NULL,
+            source_case_id INTEGER NOT NULL,
+            source_document_id INTEGER NOT NULL,
+            destination_document_id INTEGER NOT NULL,
+            outcome TEXT NOT NULL CHECK (outcome IN ('copied', 'delivered', 'failed', 'not_found', 'skipped')),
+            earlier_job_id TEXT NULL,
+            updated_at TEXT NOT NULL DEFAULT \(sqliteNow),
+            PRIMARY KEY (job_id, source_document_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS exchange_documents_source ON exchange_documents (source_case_id, source_document_id);
+        """
+
     /// The search index's tables (SQLite: with the FTS5 table and its shadow tables).
     static let searchIndexTables: Set<String> = [
         "document_search_text", "document_search_fts", "document_search_fts_data", "document_search_fts_idx",
@@ -513,5 +550,6 @@ public enum CaseSchema {
     /// Tables the copy engine never copies.
     static let bookkeepingTables: Set<String> = Set([
         "case_schema_migrations", "exchange_id_map", "exchange_copy_checkpoints", "exchange_copy_inserted", "document_exchange_batches",
+        "exchange_documents",
     ]).union(searchIndexTables)
 }

@@ -80,12 +80,12 @@ public struct DemoCase: Sendable, Codable, Hashable {
     /// it carries ``annotationRouting``.
     public func requestJSON(
         includeNatives: Bool = true, limit: Int? = nil, destinationCaseID: Int64? = nil, batchID: Int64? = nil,
-        requiresAnnotations: Bool = false
+        requiresAnnotations: Bool = false, skipExchanged: Bool = false
     ) -> String {
         let ids = documentIDs.prefix(limit ?? documentIDs.count).map(String.init).joined(separator: ",")
         let destination = destinationCaseID ?? self.destinationCaseID
         let batch = batchID ?? self.batchID
         let routing = requiresAnnotations ? Self.annotationRouting.map { #","\#($0.field)":"\#($0.routing)""# }.joined() : ""
-        return #"{"sourceCaseId":\#(sourceCaseID),"destinationCaseId":\#(destination),"batchId":\#(batch),"documentIds":[\#(ids)],"requiresAnnotations":\#(requiresAnnotations),"includeNatives":\#(includeNatives)\#(routing)}"#
+        return #"{"sourceCaseId":\#(sourceCaseID),"destinationCaseId":\#(destination),"batchId":\#(batch),"documentIds":[\#(ids)],"requiresAnnotations":\#(requiresAnnotations),"includeNatives":\#(includeNatives)\#(routing)\#(skipExchanged ? #","skipExchanged":true"# : "")}"#
     }
 }

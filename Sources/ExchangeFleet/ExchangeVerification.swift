@@ -21,6 +21,9 @@ public struct ExchangeVerification: Sendable, Codable, Hashable {
     public var eventsChecked: Int
     /// Documents with a DOCUMENT_NOT_FOUND event (their files and events are not expected).
     public var documentsNotFound: Int
+    /// Selected documents the job skipped (`skipExchanged`), each checked against the earlier
+    /// job's delivery in the destination's ledger.
+    public var documentsSkipped = 0
     /// Annotation exchanges: documents whose engine document, annotations, page texts and index rows were checked.
     public var annotatedDocuments = 0
     /// Annotation exchanges: layer annotations compared with their source annotations.

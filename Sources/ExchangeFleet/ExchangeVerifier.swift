@@ -139,6 +139,7 @@ public struct ExchangeVerifier: Sendable {
         }
         result.documents = rows.documents.count
         result.rowsChecked = rows.rowsChecked
+        result.documentsSkipped = rows.skipped
         result.warnings = rows.warnings
         result.tablesChecked = rows.tablesChecked
 

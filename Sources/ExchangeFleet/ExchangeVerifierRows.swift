@@ -16,6 +16,8 @@ struct RowCheckOutcome: Sendable {
     var nativeFileNames: [Int64: [String]]
     /// Not problems: confidentiality bits of compared rows with no code in the source case.
     var warnings: [String] = []
+    /// Selected documents the job skipped as delivered by an earlier job.
+    var skipped = 0
 }
 
 /// One file the exchange should have copied.
@@ -51,7 +53,8 @@ struct RowVerifier: Sendable {
 
     /// Tables the copy engine never copies (the engine's bookkeeping).
     static let bookkeepingTables: Set<String> = [
-        "case_schema_migrations", "exchange_id_map", "exchange_copy_checkpoints", "document_exchange_batches",
+        "case_schema_migrations", "exchange_id_map", "exchange_copy_checkpoints", "exchange_copy_inserted", "document_exchange_batches",
+        "exchange_documents",
     ]
 
     private var copy: CaseCopySettings { settings.copySettings }
@@ -130,6 +133,8 @@ struct RowVerifier: Sendable {
         case .label(let id): rootIDs = try await linked(source, plan: plan, keys: keys, target: copy.labelTable, id: id, problems: &problems)
         case .folder(let id): rootIDs = try await linked(source, plan: plan, keys: keys, target: copy.folderTable, id: id, problems: &problems)
         }
+        let skipped = try await checkSkips(destination, hasLedger: destinationCatalog["exchange_documents"] != nil, problems: &problems)
+        rootIDs.removeAll { skipped.contains($0) }
         let rootRows = try await fetch(source, table: root.name, columns: fetchColumns(root.name, downward: true), where: rootKey, in: rootIDs)
         selected[root.name] = Set(rootRows.compactMap { $0[rootKey].int64 })
         note(root.name, rootRows, downward: true)
@@ -350,7 +355,44 @@ struct RowVerifier: Sendable {
         }
         return RowCheckOutcome(
             documents: documents, rowsChecked: rowsChecked, tablesChecked: tablesChecked, files: files, nativeFileNames: natives,
-            warnings: warnings)
+            warnings: warnings, skipped: skipped.count)
+    }
+
+    /// The source documents the job skipped (`skipExchanged`), each checked on its own: the request
+    /// asked for skipping, and an earlier job from the same source case delivered the document to a
+    /// destination document that still exists. Read from the ledger rows, not from the copier.
+    private func checkSkips(_ destination: CaseDatabaseConnection, hasLedger: Bool, problems: inout ProblemList) async throws -> Set<Int64> {
+        guard hasLedger else { return [] }
+        let q = Self.quote
+        let rows = try await destination.query("""
+            SELECT s.source_document_id AS doc, s.destination_document_id AS target, s.earlier_job_id AS earlier, s.source_case_id AS source,
+                   (SELECT count(*) FROM exchange_documents e
+                    WHERE e.job_id = s.earlier_job_id AND e.source_document_id = s.source_document_id
+                      AND e.destination_document_id = s.destination_document_id AND e.source_case_id = s.source_case_id
+                      AND e.outcome = 'delivered') AS delivered,
+                   (SELECT count(*) FROM \(q(copy.rootTable)) d WHERE d.id = s.destination_document_id) AS present
+            FROM exchange_documents s WHERE s.job_id = $1 AND s.outcome = 'skipped' ORDER BY s.source_document_id
+            """, [.text(jobID)])
+        var skipped: Set<Int64> = []
+        for row in rows {
+            guard let document = row["doc"].int64 else { continue }
+            skipped.insert(document)
+            let target = row["target"].int64 ?? 0
+            let earlier = row["earlier"].string ?? "?"
+            if !request.skipExchanged {
+                problems.add("source document \(document) was skipped, but the request did not ask to skip exchanged documents")
+            }
+            if row["source"].int64 != request.sourceCaseID {
+                problems.add("source document \(document) was skipped for source case \(row["source"].int64 ?? 0), not \(request.sourceCaseID)")
+            }
+            if (row["delivered"].int64 ?? 0) == 0 {
+                problems.add("source document \(document) was skipped as delivered by job \(earlier), but that job's ledger has no delivery of it to document \(target)")
+            }
+            if (row["present"].int64 ?? 0) == 0 {
+                problems.add("source document \(document) was skipped, but its earlier copy, destination document \(target), no longer exists")
+            }
+        }
+        return skipped
     }
 
     /// Equality of two cells; an integer equals a REAL only when the REAL is exactly that integer

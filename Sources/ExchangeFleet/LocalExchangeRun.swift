@@ -48,6 +48,10 @@ public struct LocalExchangeRun: Sendable {
         public var copied: Int
         public var notFound: Int
         public var failed: Int
+        /// Documents left out because an earlier exchange delivered them (`skipExchanged`).
+        public var skipped: Int = 0
+        /// The destination ids of the documents that did not arrive (their rows stay).
+        public var leftBehind: ExchangeStatus.LeftBehind?
         /// Seconds from the submission to the final state (as the watcher saw it).
         public var exchangeSeconds: Double
         /// Seconds from the start of the fleet to the orchestrator's readiness.
@@ -114,7 +118,7 @@ public struct LocalExchangeRun: Sendable {
             return Result(
                 jobId: final.jobId, state: final.state, error: final.error, documents: final.documents.total,
                 copied: final.documents.copied, notFound: final.documents.notFound, failed: final.documents.failed,
-                exchangeSeconds: Self.seconds(ended - ready), startSeconds: Self.seconds(ready - started),
+                skipped: final.documents.skipped ?? 0, leftBehind: final.leftBehind, exchangeSeconds: Self.seconds(ended - ready), startSeconds: Self.seconds(ready - started),
                 verification: verification, workspace: workspace.directory)
         } catch {
             await supervisor.stop()

@@ -26,6 +26,18 @@ public struct ExchangeStatus: Sendable, Hashable, Codable {
         public var notFound: Int
         /// Documents a stage gave up on.
         public var failed: Int
+        /// Documents left out because an earlier exchange delivered them (absent from older servers).
+        public var skipped: Int?
+    }
+
+    /// Once the exchange ended: the destination ids of the documents that did not arrive.
+    public struct LeftBehind: Sendable, Hashable, Codable {
+        /// Documents a stage gave up on.
+        public var failed: [Int64]
+        /// Documents whose files were not found.
+        public var notFound: [Int64]
+        /// A list was cut at the server's limit.
+        public var truncated: Bool
     }
 
     /// One stage's counts.
@@ -54,6 +66,8 @@ public struct ExchangeStatus: Sendable, Hashable, Codable {
     public var payloadSent: Int
     /// Why it failed or was cancelled.
     public var error: String?
+    /// Once it ended: the documents that did not arrive.
+    public var leftBehind: LeftBehind?
 
     /// Whether the state is final (FINISHED, FAILED or CANCELLED).
     public var isFinal: Bool { ["FINISHED", "FAILED", "CANCELLED"].contains(state) }

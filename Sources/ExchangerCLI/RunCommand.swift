@@ -56,6 +56,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Most workers per stage.")
     var maxProcs = 2
 
+    @Flag(help: "With --demo: leave out the documents an earlier exchange in this workspace delivered (the request's skipExchanged).")
+    var skipExchanged = false
+
     @Flag(help: "Skip the exact verification of the result.")
     var noVerify = false
 
@@ -69,6 +72,7 @@ struct RunCommand: AsyncParsableCommand {
         if demo == (request != nil) { throw ValidationError("give either --demo or a request file") }
         if demo && !(1...1_000_000).contains(documents) { throw ValidationError("--documents must be 1…1000000") }
         if annotations && !demo { throw ValidationError("--annotations goes with --demo (a request file says requiresAnnotations itself)") }
+        if skipExchanged && !demo { throw ValidationError("--skip-exchanged goes with --demo (a request file says skipExchanged itself)") }
         if timeout <= 0 { throw ValidationError("--timeout must be positive") }
         if !(1...64).contains(maxProcs) { throw ValidationError("--max-procs must be 1…64") }
     }
@@ -165,7 +169,7 @@ struct RunCommand: AsyncParsableCommand {
                 workspace: space, documents: documents, sourceCaseID: sourceCase, destinationCaseID: destinationCase, batchID: batch,
                 annotations: annotations, logger: logger)
             out.say(reused ? "           reusing the case seeded earlier in this workspace" : "           \(demoCase.rows) rows, \(demoCase.objects) files")
-            requestJSON = demoCase.requestJSON(requiresAnnotations: annotations)
+            requestJSON = demoCase.requestJSON(batchID: batch, requiresAnnotations: annotations, skipExchanged: skipExchanged)
         } else {
             guard let path = request, let data = FileManager.default.contents(atPath: path) else {
                 throw FleetError(.invalidRequest, "cannot read the request file \(request ?? "")")
@@ -199,7 +203,14 @@ struct RunCommand: AsyncParsableCommand {
         out.say("")
         out.say("exchange   \(result.jobId)  \(result.state)  in \(String(format: "%.2f", result.exchangeSeconds)) s (fleet start \(String(format: "%.2f", result.startSeconds)) s)")
         if let error = result.error { out.say("error      \(error)") }
-        out.say("documents  \(result.documents.map(String.init) ?? "?") total, \(result.copied) copied, \(result.notFound) not found, \(result.failed) failed")
+        let skipped = result.skipped > 0 ? ", \(result.skipped) skipped (delivered by an earlier exchange)" : ""
+        out.say("documents  \(result.documents.map(String.init) ?? "?") total, \(result.copied) copied, \(result.notFound) not found, \(result.failed) failed\(skipped)")
+        if let left = result.leftBehind, !(left.failed.isEmpty && left.notFound.isEmpty) {
+            func list(_ ids: [Int64]) -> String { ids.prefix(20).map(String.init).joined(separator: ", ") + (ids.count > 20 ? ", …" : "") }
+            out.say("left       destination documents whose rows stay without their files:"
+                + (left.failed.isEmpty ? "" : " failed \(list(left.failed))") + (left.notFound.isEmpty ? "" : " not found \(list(left.notFound))")
+                + (left.truncated ? " (lists cut; see GET /exchanges/\(result.jobId))" : ""))
+        }
         if let verification = result.verification {
             for line in VerificationReport.lines(verification) { out.say(line) }
         } else if result.state == "FINISHED" {

@@ -92,6 +92,9 @@ enum VerificationReport {
         var lines = [
             "verified   exact: \(verification.rowsChecked) rows in \(verification.tablesChecked) tables, \(verification.filesChecked) files (\(verification.bytesChecked) bytes), \(verification.eventsChecked) events; nothing left behind"
         ]
+        if verification.documentsSkipped > 0 {
+            lines.append("           skipped: \(verification.documentsSkipped) documents an earlier exchange delivered, each found delivered in the case's ledger")
+        }
         if verification.annotatedDocuments > 0 {
             lines.append(
                 "           annotations: \(verification.annotatedDocuments) documents, \(verification.brandedInAnnotations) branded into the PDFs, \(verification.layerAnnotationsChecked) carried as layer annotations; \(verification.pageTextsChecked) page texts stored and \(verification.indexedPagesChecked) indexed; \(verification.redactionsChecked) redactions checked for leaks with poppler"

@@ -90,11 +90,15 @@ public struct ExchangeSummary: Sendable, Hashable, Codable {
     public var copied: Int
     public var notFound: Int
     public var failed: Int
+    /// Selected documents left out because an earlier exchange delivered them (`skipExchanged`);
+    /// nil when none were.
+    public var skipped: Int?
 
-    public init(documents: Int, copied: Int, notFound: Int, failed: Int) {
+    public init(documents: Int, copied: Int, notFound: Int, failed: Int, skipped: Int? = nil) {
         self.documents = documents
         self.copied = copied
         self.notFound = notFound
         self.failed = failed
+        self.skipped = skipped
     }
 }

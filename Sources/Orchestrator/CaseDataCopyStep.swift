@@ -25,10 +25,20 @@ public struct CaseDataCopyStep: CaseDataCopying {
         case .documents(let ids): .documentIDs(ids)
         }
         let report = try await engine.copy(
-            sourceCase: request.sourceCaseID, destinationCase: request.destinationCaseID, selection: selection, jobID: exchange.jobID)
+            sourceCase: request.sourceCaseID, destinationCase: request.destinationCaseID, selection: selection, jobID: exchange.jobID,
+            options: CaseCopyOptions(skipExchanged: request.skipExchanged))
         // By source id, so the payload's order (and its resumable cursor) never depends on the engine's.
         return CopyOutcome(
-            documents: report.documents.sorted { $0.sourceDocumentID < $1.sourceDocumentID }.map(Self.document), warnings: Self.warnings(report))
+            documents: report.documents.sorted { $0.sourceDocumentID < $1.sourceDocumentID }.map(Self.document), warnings: Self.warnings(report),
+            skipped: report.skippedDocuments.map {
+                SkippedDocument(sourceDocumentID: $0.sourceDocumentID, documentID: $0.destinationDocumentID, earlierJobID: $0.earlierJobID)
+            })
+    }
+
+    public func recordOutcomes(_ exchange: ExchangeRecord, _ outcomes: DocumentOutcomes) async throws {
+        _ = try await engine.recordOutcomes(
+            destinationCase: exchange.destinationCaseID, jobID: exchange.jobID,
+            outcomes: CaseDocumentOutcomes(delivered: outcomes.delivered.subtracting(outcomes.failed), notFound: outcomes.notFound))
     }
 
     /// The report's warnings, excluded documents and not-found ids as sentences; nil when none.

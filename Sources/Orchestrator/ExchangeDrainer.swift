@@ -1,4 +1,5 @@
 import Broker
+import CaseData
 import ConcurrencySupport
 import DatabaseSupport
 import Deployments
@@ -23,6 +24,9 @@ public struct DrainSettings: Sendable, Hashable {
     /// a document whose dead letter waits there, not yet turned into an error event by the
     /// dead-letter processor, counts as failed in the summary.
     public var deadLetterQueue: String = "exch-dlq"
+    /// Most document ids each list of an ended exchange's ``LeftBehindDocuments`` holds (1,000);
+    /// the counts are always whole.
+    public var listedDocuments: Int = 1000
 
     /// Every setting at its default.
     /// A value with the given fields.
@@ -68,17 +72,21 @@ public struct ExchangeDrainer: Sendable {
     public let settings: DrainSettings
     /// Where it logs.
     public let logger: Logger
+    /// Where each document's outcome is recorded when the exchange ends (the copy step, which
+    /// writes the destination case's ledger); nil records nothing there.
+    public let outcomes: (any CaseDataCopying)?
 
     /// A value with the given fields.
     public init(
         broker: Broker, store: ExchangeStore, deployments: DeploymentStore, settings: DrainSettings = .init(),
-        logger: Logger = Logger(label: "exchanger.orchestrator")
+        logger: Logger = Logger(label: "exchanger.orchestrator"), outcomes: (any CaseDataCopying)? = nil
     ) {
         self.broker = broker
         self.store = store
         self.deployments = deployments
         self.settings = settings
         self.logger = logger
+        self.outcomes = outcomes
     }
 
     // MARK: Completion
@@ -226,9 +234,30 @@ public struct ExchangeDrainer: Sendable {
             try await removeWhenStopped(id, jobID: jobID)
             try await store.markRemoved(jobID: jobID, kind: .deployment, name: id)
         }
-        // 5. Result, final state and event together.
-        let (summary, stages) = try await summary(jobID, total: record.totalDocuments ?? 0, request: record.request)
+        // 5. Each document's outcome into the destination case's ledger (what a skipping repeat
+        //    exchange reads), then result, final state and event together.
         let final = record.state.next ?? .finished
+        let (counted, stages) = try await summary(jobID, total: record.totalDocuments ?? 0, request: record.request)
+        var summary = counted
+        summary.skipped = record.skippedDocuments.flatMap { $0 > 0 ? $0 : nil }
+        let result = summary
+        let documents = try await documentOutcomes(jobID, finished: final == .finished)
+        if let outcomes, record.totalDocuments != nil {
+            do {
+                try await outcomes.recordOutcomes(record, documents)
+            } catch let error as CaseDataError where error.code == .notFound {
+                // The destination case's database is gone: there is no ledger to write.
+                logger.warning("document outcomes not recorded: the destination case has no database", metadata: [
+                    "jobId": "\(jobID)", "caseId": "\(record.destinationCaseID)", "error": "\(error)",
+                ])
+            }
+        }
+        let limit = max(0, settings.listedDocuments)
+        let failedIDs = documents.failed.sorted()
+        let notFoundIDs = documents.notFound.subtracting(documents.failed).sorted()
+        let leftBehind = LeftBehindDocuments(
+            failed: Array(failedIDs.prefix(limit)), notFound: Array(notFoundIDs.prefix(limit)),
+            truncated: failedIDs.count > limit || notFoundIDs.count > limit)
         let event: EventEnvelope
         if final == .finished {
             event = try envelope(record, .exchangerFinished, detail: ExchangeStatusDetail(summary: summary))
@@ -239,7 +268,7 @@ public struct ExchangeDrainer: Sendable {
         let topic = settings.topic
         let from = record.state
         let finished = try await broker.transaction { tx in
-            try await ExchangeStore.setResult(tx, jobID, summary: summary, stages: stages)
+            try await ExchangeStore.setResult(tx, jobID, summary: result, stages: stages, leftBehind: leftBehind)
             let finished = try await store.transition(in: tx, jobID, from: from, to: final)
             try await tx.publish(try event.topicMessage(), topic: topic)
             return finished
@@ -324,6 +353,52 @@ public struct ExchangeDrainer: Sendable {
                 done: entry.done.map { perType[$0.rawValue] ?? 0 } ?? 0, failed: perType[entry.failed.rawValue] ?? 0)
         }
         return (summary, stages)
+    }
+
+    /// Each document's outcome, by destination id, from the same events as ``summary(_:total:request:)``:
+    /// failed (an error event or a waiting dead letter), not found, and delivered (a success event
+    /// and neither of the others; only when `finished`). A document of the payload in none of them
+    /// never got through: the ledger counts it as failed (``CaseDataCopying/recordOutcomes(_:_:)``).
+    public func documentOutcomes(_ jobID: String, finished: Bool) async throws -> DocumentOutcomes {
+        let failedTypes: [EventType] = [.s3DocCopied, .preUploaderFinished, .uploaderFinished, .reOCRFinished, .searchTextFinished]
+        let copiedTypes: [EventType] = [.documentCopied, .documentPreProcessed, .documentUploaded]
+        let deadLetterQueue = settings.deadLetterQueue
+        let rows = try await broker.transaction { tx in
+            let (type, job, document) = tx.dialect == .postgres
+                ? ("(attributes->'eventType'->>'value')", "(attributes->'jobId'->>'value')", "(body::jsonb->>'documentId')")
+                : ("json_extract(attributes, '$.eventType.value')", "json_extract(attributes, '$.jobId.value')",
+                   "CAST(json_extract(body, '$.documentId') AS TEXT)")
+            let (placeholder, dlqPlaceholder) = tx.dialect == .postgres ? ("$1", "$2") : ("?1", "?2")
+            let (dlqJob, dlqDocument) = tx.dialect == .postgres
+                ? ("(m.attributes->'jobId'->>'value')", "(m.attributes->'documentId'->>'value')")
+                : ("json_extract(m.attributes, '$.jobId.value')", "CAST(json_extract(m.attributes, '$.documentId.value') AS TEXT)")
+            let types = failedTypes + copiedTypes + [.documentNotFound]
+            return try await tx.query("""
+                SELECT doc,
+                       max(CASE WHEN t IN (\(Self.list(failedTypes)), '\(Self.deadLetterMarker)') THEN 1 ELSE 0 END) AS f,
+                       max(CASE WHEN t = '\(EventType.documentNotFound.rawValue)' THEN 1 ELSE 0 END) AS n,
+                       max(CASE WHEN t IN (\(Self.list(copiedTypes))) THEN 1 ELSE 0 END) AS c
+                FROM (SELECT DISTINCT \(type) AS t, \(document) AS doc FROM broker_events
+                      WHERE \(job) = \(placeholder) AND \(type) IN (\(Self.list(types)))
+                      UNION
+                      SELECT '\(Self.deadLetterMarker)' AS t, \(dlqDocument) AS doc
+                      FROM broker_messages m JOIN broker_queues q ON q.id = m.queue_id
+                      WHERE q.name = \(dlqPlaceholder) AND \(dlqJob) = \(placeholder)) e
+                WHERE doc IS NOT NULL GROUP BY doc
+                """, [.text(jobID), .text(deadLetterQueue)])
+        }
+        var outcomes = DocumentOutcomes(delivered: [], notFound: [], failed: [])
+        for row in rows {
+            guard let text = row["doc"].string, let id = Int64(text) else { continue }
+            if row["f"].int == 1 {
+                outcomes.failed.insert(id)
+            } else if row["n"].int == 1 {
+                outcomes.notFound.insert(id)
+            } else if row["c"].int == 1, finished {
+                outcomes.delivered.insert(id)
+            }
+        }
+        return outcomes
     }
 
     // MARK: Helpers

@@ -19,6 +19,11 @@ public struct ExchangeRecord: Sendable, Hashable {
     public var payloadSent: Int
     /// Documents copied / not found / failed, written when the exchange ends.
     public var summary: ExchangeSummary?
+    /// Selected documents the copy left out because an earlier exchange delivered them
+    /// (`skipExchanged`); nil until the copy ran.
+    public var skippedDocuments: Int?
+    /// The documents that did not arrive, written when the exchange ends.
+    public var leftBehind: LeftBehindDocuments?
     /// Per stage (`s3-copy`, `pre-uploader`, `uploader`, `re-ocr`, `search-text`): documents done and failed.
     public var stageCounts: [String: StageCount]
     /// Why the exchange failed or was cancelled.
@@ -40,6 +45,25 @@ public struct ExchangeRecord: Sendable, Hashable {
     public var destinationCaseID: Int64 { request.destinationCaseID }
     /// The batch.
     public var batchID: Int64 { request.batchID }
+}
+
+/// The documents of an ended exchange that did not arrive, by destination document id. Their
+/// copied rows stay in the destination case (docs/case-data.md); the case's `exchange_documents`
+/// ledger holds the same outcomes.
+public struct LeftBehindDocuments: Sendable, Hashable, Codable {
+    /// Documents a stage gave up on (or never finished, when the exchange failed or was cancelled).
+    public var failed: [Int64]
+    /// Documents whose files were not found in the source store.
+    public var notFound: [Int64]
+    /// True when a list was cut at ``DrainSettings/listedDocuments`` (the summary has the counts).
+    public var truncated: Bool
+
+    /// A value with the given fields.
+    public init(failed: [Int64], notFound: [Int64], truncated: Bool) {
+        self.failed = failed
+        self.notFound = notFound
+        self.truncated = truncated
+    }
 }
 
 /// Documents one stage finished and gave up on.

@@ -52,7 +52,9 @@ public struct RequestLimits: Sendable, Hashable {
 /// `"9007199254740993"`, since a JSON number is exact only below 2^53); `requiresAnnotations` and `includeNatives` default to
 /// false; each of `redactionsAs`, `highlightsAs`, `notesAs`, `stickersAs`, `batesAs`,
 /// `confidentialityCodesAs` is `brand_in` or `layer` and defaults to `layer` (the reference names no
-/// default; `layer` loses nothing). Comments are always carried as a layer. Unknown fields are refused.
+/// default; `layer` loses nothing). Comments are always carried as a layer. `skipExchanged`
+/// (default false) leaves out the documents an earlier finished exchange from the same source case
+/// delivered into the destination case. Unknown fields are refused.
 public struct ExchangeRequest: Sendable, Hashable, Codable {
     /// The case the documents are copied from.
     public var sourceCaseID: Int64
@@ -78,6 +80,10 @@ public struct ExchangeRequest: Sendable, Hashable, Codable {
     public var batesAs: AnnotationRouting
     /// Confidentiality-code stamps.
     public var confidentialityCodesAs: AnnotationRouting
+    /// Leave out documents an earlier, finished exchange from the same source case delivered into
+    /// the destination case (their destination document still existing); they are reported as
+    /// skipped. False (the default) copies them again, as new documents.
+    public var skipExchanged: Bool
 
     /// The routing every annotation type gets when the request does not name one.
     public static let defaultRouting: AnnotationRouting = .layer
@@ -86,6 +92,7 @@ public struct ExchangeRequest: Sendable, Hashable, Codable {
     public static let fields: Set<String> = [
         "sourceCaseId", "destinationCaseId", "batchId", "labelId", "folderId", "documentIds", "requiresAnnotations",
         "includeNatives", "redactionsAs", "highlightsAs", "notesAs", "stickersAs", "batesAs", "confidentialityCodesAs",
+        "skipExchanged",
     ]
 
     /// A request built in code; check it with ``validate(limits:)``.
@@ -94,7 +101,7 @@ public struct ExchangeRequest: Sendable, Hashable, Codable {
         requiresAnnotations: Bool = false, includeNatives: Bool = false, redactionsAs: AnnotationRouting = defaultRouting,
         highlightsAs: AnnotationRouting = defaultRouting, notesAs: AnnotationRouting = defaultRouting,
         stickersAs: AnnotationRouting = defaultRouting, batesAs: AnnotationRouting = defaultRouting,
-        confidentialityCodesAs: AnnotationRouting = defaultRouting
+        confidentialityCodesAs: AnnotationRouting = defaultRouting, skipExchanged: Bool = false
     ) {
         self.sourceCaseID = sourceCaseID
         self.destinationCaseID = destinationCaseID
@@ -108,6 +115,7 @@ public struct ExchangeRequest: Sendable, Hashable, Codable {
         self.stickersAs = stickersAs
         self.batesAs = batesAs
         self.confidentialityCodesAs = confidentialityCodesAs
+        self.skipExchanged = skipExchanged
     }
 
     /// Parses and validates a request body.
@@ -161,6 +169,7 @@ public struct ExchangeRequest: Sendable, Hashable, Codable {
         request.stickersAs = try routing(object, "stickersAs")
         request.batesAs = try routing(object, "batesAs")
         request.confidentialityCodesAs = try routing(object, "confidentialityCodesAs")
+        request.skipExchanged = try optionalBool(object, "skipExchanged")
         try request.validate(limits: limits)
         return request
     }
@@ -202,7 +211,8 @@ public struct ExchangeRequest: Sendable, Hashable, Codable {
     }
 
     /// The idempotency key stored for this request: the client's (`Idempotency-Key` header) when
-    /// given, else derived from source case, destination case, batch and selection (SHA-256).
+    /// given, else derived from source case, destination case, batch and selection (SHA-256), and
+    /// `skipExchanged` when it is true (so a skipping repeat of a request is a new exchange).
     /// - Throws: ``OrchestratorError/Code/invalidRequest`` (field `Idempotency-Key`) for an empty
     ///   key, one over 200 bytes, or one with control characters.
     public func idempotencyKey(client: String? = nil) throws(OrchestratorError) -> String {
@@ -215,6 +225,7 @@ public struct ExchangeRequest: Sendable, Hashable, Codable {
             return "client:" + client
         }
         let input = "exchange-request/v1\u{1F}\(sourceCaseID)\u{1F}\(destinationCaseID)\u{1F}\(batchID)\u{1F}\(selection.canonical)"
+            + (skipExchanged ? "\u{1F}skipExchanged" : "")
         return "sha256:" + SHA256.hash(data: Data(input.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
@@ -234,7 +245,7 @@ public struct ExchangeRequest: Sendable, Hashable, Codable {
     private enum CodingKeys: String, CodingKey {
         case sourceCaseID = "sourceCaseId", destinationCaseID = "destinationCaseId", batchID = "batchId", labelID = "labelId"
         case folderID = "folderId", documentIDs = "documentIds", requiresAnnotations, includeNatives, redactionsAs
-        case highlightsAs, notesAs, stickersAs, batesAs, confidentialityCodesAs
+        case highlightsAs, notesAs, stickersAs, batesAs, confidentialityCodesAs, skipExchanged
     }
 
     /// A value with the given fields.
@@ -265,6 +276,8 @@ public struct ExchangeRequest: Sendable, Hashable, Codable {
         try container.encode(stickersAs, forKey: .stickersAs)
         try container.encode(batesAs, forKey: .batesAs)
         try container.encode(confidentialityCodesAs, forKey: .confidentialityCodesAs)
+        // Only when set: a stored request of an older build reads back the same.
+        if skipExchanged { try container.encode(true, forKey: .skipExchanged) }
     }
 
     // MARK: Field checks

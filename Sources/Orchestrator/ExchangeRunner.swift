@@ -62,12 +62,16 @@ public struct PayloadDetail: Sendable, Hashable, Codable {
     public var messages: Int?
     /// The copy's warnings (DB_COPY_FINISHED only; see ``CopyOutcome/warnings``).
     public var warnings: [String]?
+    /// Selected documents the copy left out because an earlier exchange delivered them
+    /// (DB_COPY_FINISHED only, when any were).
+    public var skipped: Int?
 
     /// A value with the given fields.
-    public init(documents: Int, messages: Int? = nil, warnings: [String]? = nil) {
+    public init(documents: Int, messages: Int? = nil, warnings: [String]? = nil, skipped: Int? = nil) {
         self.documents = documents
         self.messages = messages
         self.warnings = warnings
+        self.skipped = skipped
     }
 }
 
@@ -108,7 +112,7 @@ public struct ExchangeRunner: Sendable {
     public var payload: PayloadConstructor { PayloadConstructor(broker: broker, store: store, settings: settings.payload, logger: logger) }
     /// The drainer with this runner's settings.
     public var drainer: ExchangeDrainer {
-        ExchangeDrainer(broker: broker, store: store, deployments: deployments, settings: settings.drain, logger: logger)
+        ExchangeDrainer(broker: broker, store: store, deployments: deployments, settings: settings.drain, logger: logger, outcomes: copier)
     }
 
     /// The provisioning plan of an exchange.
@@ -154,7 +158,8 @@ public struct ExchangeRunner: Sendable {
             }
             let next = try await transition(
                 record, to: .constructingPayload, publishing: .dbCopyFinished,
-                detail: PayloadDetail(documents: outcome.documents.count, warnings: outcome.warnings))
+                detail: PayloadDetail(
+                    documents: outcome.documents.count, warnings: outcome.warnings, skipped: outcome.skipped.isEmpty ? nil : outcome.skipped.count))
             failpoint(next, after: record.state)
             return try await constructPayload(next, outcome: outcome)
         case .constructingPayload:

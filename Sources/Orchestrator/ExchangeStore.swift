@@ -160,11 +160,12 @@ public struct ExchangeStore: Sendable {
 
     // MARK: Counts
 
-    /// Records the number of documents the payload covers.
-    public func setTotalDocuments(_ jobID: String, _ total: Int) async throws {
+    /// Records the number of documents the payload covers, and how many selected documents the
+    /// copy skipped (`skipExchanged`).
+    public func setTotalDocuments(_ jobID: String, _ total: Int, skipped: Int = 0) async throws {
         try await transaction { st in
-            try await st.query([.text(jobID), SQLValue(total)]) { t in
-                "UPDATE exchanges SET total_documents = $2, updated_at = \(t.now) WHERE job_id = $1"
+            try await st.query([.text(jobID), SQLValue(total), SQLValue(skipped)]) { t in
+                "UPDATE exchanges SET total_documents = $2, documents_skipped = $3, updated_at = \(t.now) WHERE job_id = $1"
             }
         }
     }
@@ -179,14 +180,17 @@ public struct ExchangeStore: Sendable {
     }
 
     /// Stores the result counts in the caller's transaction.
-    static func setResult(_ tx: BrokerTransaction, _ jobID: String, summary: ExchangeSummary, stages: [String: StageCount]) async throws {
+    static func setResult(
+        _ tx: BrokerTransaction, _ jobID: String, summary: ExchangeSummary, stages: [String: StageCount], leftBehind: LeftBehindDocuments
+    ) async throws {
         let stageText = try EventCoding.string(stages)
+        let leftText = try EventCoding.string(leftBehind)
         try await StoreStatement(tx: tx).query([
-            .text(jobID), SQLValue(summary.copied), SQLValue(summary.notFound), SQLValue(summary.failed), .text(stageText),
+            .text(jobID), SQLValue(summary.copied), SQLValue(summary.notFound), SQLValue(summary.failed), .text(stageText), .text(leftText),
         ]) { t in
             """
             UPDATE exchanges SET documents_copied = $2, documents_not_found = $3, documents_failed = $4, stage_counts = $5,
-                updated_at = \(t.now)
+                document_outcomes = $6, updated_at = \(t.now)
             WHERE job_id = $1
             """
         }
@@ -316,7 +320,7 @@ public struct ExchangeStore: Sendable {
     static func columns(_ t: SQLTime) -> String {
         """
         job_id, idempotency_key, request, state, teardown_target, version, total_documents, payload_sent, documents_copied,
-        documents_not_found, documents_failed, stage_counts, error, owner, \(t.milliseconds("lease_expires_at")) AS lease_ms,
+        documents_not_found, documents_failed, documents_skipped, document_outcomes, stage_counts, error, owner, \(t.milliseconds("lease_expires_at")) AS lease_ms,
         \(t.milliseconds("created_at")) AS created_ms, \(t.milliseconds("updated_at")) AS updated_ms, \(t.milliseconds("finished_at")) AS finished_ms
         """
     }
@@ -338,12 +342,16 @@ public struct ExchangeStore: Sendable {
         if let copied = row["documents_copied"].int, let notFound = row["documents_not_found"].int,
             let failed = row["documents_failed"].int
         {
-            summary = ExchangeSummary(documents: row["total_documents"].int ?? 0, copied: copied, notFound: notFound, failed: failed)
+            summary = ExchangeSummary(
+                documents: row["total_documents"].int ?? 0, copied: copied, notFound: notFound, failed: failed,
+                skipped: row["documents_skipped"].int.flatMap { $0 > 0 ? $0 : nil })
         }
+        let leftBehind = row["document_outcomes"].string.flatMap { try? EventCoding.decode(LeftBehindDocuments.self, from: $0) }
         let stages = row["stage_counts"].string.flatMap { try? EventCoding.decode([String: StageCount].self, from: $0) } ?? [:]
         return ExchangeRecord(
             jobID: jobID, idempotencyKey: key, request: request, state: state, version: version,
             totalDocuments: row["total_documents"].int, payloadSent: row["payload_sent"].int ?? 0, summary: summary,
+            skippedDocuments: row["documents_skipped"].int, leftBehind: leftBehind,
             stageCounts: stages, error: row["error"].string, owner: row["owner"].string, leaseExpiresAt: date(row["lease_ms"]),
             createdAt: date(row["created_ms"]) ?? Date(timeIntervalSince1970: 0),
             updatedAt: date(row["updated_ms"]) ?? Date(timeIntervalSince1970: 0), finishedAt: date(row["finished_ms"]))

@@ -40,11 +40,51 @@ public struct CopyOutcome: Sendable, Hashable, Codable {
     /// What the copy could not carry over exactly or left out, one sentence each (published with
     /// DB_COPY_FINISHED).
     public var warnings: [String]?
+    /// Selected documents left out because an earlier exchange delivered them
+    /// (``ExchangeRequest/skipExchanged``), by source id.
+    public var skipped: [SkippedDocument]
 
     /// A value with the given fields.
-    public init(documents: [CopiedDocument], warnings: [String]? = nil) {
+    public init(documents: [CopiedDocument], warnings: [String]? = nil, skipped: [SkippedDocument] = []) {
         self.documents = documents
         self.warnings = warnings
+        self.skipped = skipped
+    }
+}
+
+/// A selected document an earlier exchange from the same source case delivered, left out.
+public struct SkippedDocument: Sendable, Hashable, Codable {
+    /// The document's id in the source case.
+    public var sourceDocumentID: Int64
+    /// The destination document the earlier exchange made of it.
+    public var documentID: Int64
+    /// The earlier exchange.
+    public var earlierJobID: String
+
+    /// A value with the given fields.
+    public init(sourceDocumentID: Int64, documentID: Int64, earlierJobID: String) {
+        self.sourceDocumentID = sourceDocumentID
+        self.documentID = documentID
+        self.earlierJobID = earlierJobID
+    }
+}
+
+/// How the documents of an ended exchange came out, by destination document id (the payload's
+/// `documentId`), as the event log counts them.
+public struct DocumentOutcomes: Sendable, Hashable {
+    /// Documents that went through every stage; empty unless the exchange FINISHED (a failed or
+    /// cancelled exchange may have stopped a document between stages).
+    public var delivered: Set<Int64>
+    /// Documents whose files were not found.
+    public var notFound: Set<Int64>
+    /// Documents a stage gave up on.
+    public var failed: Set<Int64>
+
+    /// A value with the given fields.
+    public init(delivered: Set<Int64>, notFound: Set<Int64>, failed: Set<Int64>) {
+        self.delivered = delivered
+        self.notFound = notFound
+        self.failed = failed
     }
 }
 
@@ -57,6 +97,11 @@ public struct CopyOutcome: Sendable, Hashable, Codable {
 public protocol CaseDataCopying: Sendable {
     /// Copies the case data the exchange selects and returns the documents copied.
     func copy(_ exchange: ExchangeRecord) async throws -> CopyOutcome
+
+    /// Records how each copied document ended where a repeat exchange looks for it (the
+    /// destination case's ledger), when the exchange ends; idempotent. Every copied document not
+    /// delivered or not found counts as failed.
+    func recordOutcomes(_ exchange: ExchangeRecord, _ outcomes: DocumentOutcomes) async throws
 }
 
 /// Settings of payload construction.
@@ -135,7 +180,7 @@ public struct PayloadConstructor: Sendable {
     @discardableResult
     public func construct(_ exchange: ExchangeRecord, plan: ProvisioningPlan, outcome: CopyOutcome) async throws -> Int {
         let all = Self.messages(for: exchange, plan: plan, outcome: outcome)
-        try await store.setTotalDocuments(exchange.jobID, outcome.documents.count)
+        try await store.setTotalDocuments(exchange.jobID, outcome.documents.count, skipped: outcome.skipped.count)
         let batchSize = max(1, settings.batchSize)
         while true {
             guard let current = try await store.get(exchange.jobID) else {

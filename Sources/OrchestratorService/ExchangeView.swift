@@ -25,6 +25,8 @@ public struct ExchangeView: Sendable, Hashable, Encodable {
         public var notFound: Int
         /// Documents a stage gave up on.
         public var failed: Int
+        /// Selected documents left out because an earlier exchange delivered them (`skipExchanged`).
+        public var skipped: Int
     }
 
     /// One stage's documents done and failed, and the exchange's total.
@@ -53,6 +55,8 @@ public struct ExchangeView: Sendable, Hashable, Encodable {
     public var documents: Documents
     /// Per stage program (`s3-copy`, `pre-uploader`, `uploader`, `re-ocr`, `search-text`).
     public var stages: [String: Stage]
+    /// Once it ended: the documents that did not arrive, by destination id.
+    public var leftBehind: LeftBehindDocuments?
     /// Payload messages sent so far.
     public var payloadSent: Int
     /// Why it failed or was cancelled.
@@ -80,7 +84,9 @@ public struct ExchangeView: Sendable, Hashable, Encodable {
         request = record.request
         let total = record.totalDocuments
         documents = Documents(
-            total: total, copied: summary?.copied ?? 0, notFound: summary?.notFound ?? 0, failed: summary?.failed ?? 0)
+            total: total, copied: summary?.copied ?? 0, notFound: summary?.notFound ?? 0, failed: summary?.failed ?? 0,
+            skipped: record.skippedDocuments ?? 0)
+        leftBehind = record.leftBehind
         self.stages = stages.mapValues { Stage(done: $0.done, failed: $0.failed, total: total) }
         payloadSent = record.payloadSent
         error = record.error

@@ -378,6 +378,13 @@ components:
           $ref: '#/components/schemas/Routing'
         confidentialityCodesAs:
           $ref: '#/components/schemas/Routing'
+        skipExchanged:
+          type: boolean
+          default: false
+          description: >-
+            Leave out the selected documents that an earlier, finished exchange from the same source case
+            delivered into the destination case (their destination document still existing); they are counted
+            in documents.skipped. False copies them again, as new documents.
       oneOf:
         - required: [labelId]
         - required: [folderId]
@@ -414,7 +421,7 @@ components:
           $ref: '#/components/schemas/ExchangeRequest'
         documents:
           type: object
-          required: [copied, notFound, failed]
+          required: [copied, notFound, failed, skipped]
           properties:
             total:
               type: integer
@@ -424,6 +431,27 @@ components:
               type: integer
             failed:
               type: integer
+            skipped:
+              type: integer
+              description: Selected documents left out because an earlier exchange delivered them (skipExchanged).
+        leftBehind:
+          type: object
+          description: >-
+            Once the exchange ended: the destination document ids of the documents that did not arrive. Their
+            copied rows stay in the destination case.
+          required: [failed, notFound, truncated]
+          properties:
+            failed:
+              type: array
+              items:
+                type: integer
+            notFound:
+              type: array
+              items:
+                type: integer
+            truncated:
+              type: boolean
+              description: A list was cut at its limit (EXCHANGER_ORCHESTRATOR_LISTED_DOCUMENTS); the counts are whole.
         stages:
           type: object
           description: Per stage program (s3-copy, pre-uploader, uploader, re-ocr, search-text).

@@ -20,6 +20,7 @@ import Orchestrator
 /// | `EXCHANGER_ORCHESTRATOR_EVENT_BATCH` | events received at once from it | 100 |
 /// | `EXCHANGER_ORCHESTRATOR_EVENT_WAIT_SECONDS` | long-poll wait on it | 5 |
 /// | `EXCHANGER_ORCHESTRATOR_RETRY_AFTER_SECONDS` | `Retry-After` of a 503 while the broker database is unreachable | 2 |
+/// | `EXCHANGER_ORCHESTRATOR_LISTED_DOCUMENTS` | most destination document ids each `leftBehind` list of an ended exchange holds | 1000 |
 public struct OrchestratorServiceSettings: Sendable, Hashable {
     /// Largest accepted request body in bytes (1 MiB).
     public var maxBodyBytes: Int = 1 << 20
@@ -64,6 +65,9 @@ public struct OrchestratorServiceSettings: Sendable, Hashable {
             core.drain.workerStopTimeout = value
         }
         if let value = try Self.seconds(environment, "EXCHANGER_ORCHESTRATOR_RETRY_AFTER_SECONDS", 1...3600) { retryAfter = value }
+        if let value = try Self.integer(environment, "EXCHANGER_ORCHESTRATOR_LISTED_DOCUMENTS", 0...1_000_000) {
+            core.drain.listedDocuments = value
+        }
         if let queue = environment["EXCHANGER_ORCHESTRATOR_EVENT_QUEUE"], !queue.isEmpty { events.queue = queue }
         if let value = try Self.integer(environment, "EXCHANGER_ORCHESTRATOR_EVENT_BATCH", 1...10_000) { events.batchSize = value }
         if let value = try Self.seconds(environment, "EXCHANGER_ORCHESTRATOR_EVENT_WAIT_SECONDS", 0.01...300) { events.wait = value }

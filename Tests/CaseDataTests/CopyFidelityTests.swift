@@ -203,7 +203,7 @@ struct CopyFidelityTests {
             #expect(failure?.code == .inconsistentSource)
             #expect(failure?.message.contains("were removed") == true, "\(String(describing: failure))")
             #expect(try await tableCounts(destination) == before, "no row of the failed job is left")
-            for table in ["exchange_id_map", "exchange_copy_checkpoints", "exchange_copy_inserted"] {
+            for table in ["exchange_id_map", "exchange_copy_checkpoints", "exchange_copy_inserted", "exchange_documents"] {
                 #expect(try await destination.count(table, "job_id = 'undo'") == 0, "\(table)")
             }
             // A new job copies everything once.

@@ -1,5 +1,7 @@
 import Broker
+import CaseData
 import CaseDatabase
+import DatabaseSupport
 import DocumentEngine
 import ExchangeFleet
 import ExchangerTestSupport
@@ -343,6 +345,47 @@ struct WholeExchangeTests {
             #expect(object["state"] as? String == "FINISHED")
             let verification = try #require(object["verification"] as? [String: Any])
             #expect((verification["problems"] as? [Any])?.isEmpty == true)
+
+            // A skipping repeat (a new exchange: skipExchanged is part of its key) leaves out all 25,
+            // which the first exchange delivered, and verifies each skip against the ledger.
+            let (skipStatus, skipOutput) = try await runExchanger(
+                ["run", "--demo", "--documents", "25", "--workspace", workspace, "--skip-exchanged", "--json"], environment: environment)
+            #expect(skipStatus == 0, "\(skipOutput)")
+            let skipLine = try #require(skipOutput.split(separator: "\n").last)
+            let skip = try #require(try JSONSerialization.jsonObject(with: Data(skipLine.utf8)) as? [String: Any])
+            #expect(skip["state"] as? String == "FINISHED")
+            #expect(skip["jobId"] as? String != object["jobId"] as? String)
+            #expect(skip["skipped"] as? Int == 25, "\(skipLine)")
+            #expect(skip["copied"] as? Int == 0)
+            let skipVerification = try #require(skip["verification"] as? [String: Any])
+            #expect(skipVerification["documentsSkipped"] as? Int == 25)
+            #expect((skipVerification["problems"] as? [Any])?.isEmpty == true, "\(skipLine)")
+
+            // The ledger says one of the first exchange's documents failed after all: the skipping
+            // exchange's verification names the skip it can no longer back, and a new skipping
+            // exchange (another batch) copies that one document again.
+            let firstJob = try #require(object["jobId"] as? String)
+            let skipJob = try #require(skip["jobId"] as? String)
+            let cases = CaseDatabases(locator: try CaseDatabaseLocator(template: "sqlite://\(workspace)/cases/{database}.sqlite", prefix: "case"))
+            let changed = try await runCaseSQL(cases, 1002, """
+                UPDATE exchange_documents SET outcome = 'failed' WHERE job_id = $1
+                  AND source_document_id = (SELECT min(source_document_id) FROM exchange_documents WHERE job_id = $1)
+                RETURNING source_document_id
+                """, [.text(firstJob)])
+            let failedSource = try #require(changed.first?["source_document_id"].int64)
+            let locations = [
+                "EXCHANGER_DATABASE_URL": "sqlite://\(workspace)/broker.sqlite", "EXCHANGER_DATABASE_URL_FILE": "",
+                "EXCHANGER_CASE_DATABASE_URL": "sqlite://\(workspace)/cases/{database}.sqlite",
+                "EXCHANGER_STORAGE_URL": "file://\(workspace)/storage", "EXCHANGER_DOCUMENT_ENGINE_URL": "local",
+            ]
+            let (tampered, tamperedOutput) = try await runExchanger(["verify", skipJob], environment: locations)
+            #expect(tampered == 1, "\(tamperedOutput)")
+            #expect(tamperedOutput.contains("source document \(failedSource) was skipped as delivered by job \(firstJob)"), "\(tamperedOutput)")
+            let (redoStatus, redoOutput) = try await runExchanger(
+                ["run", "--demo", "--documents", "25", "--workspace", workspace, "--skip-exchanged", "--batch", "8"], environment: environment)
+            #expect(redoStatus == 0, "\(redoOutput)")
+            #expect(redoOutput.contains("1 total, 1 copied, 0 not found, 0 failed, 24 skipped"), "\(redoOutput)")
+            #expect(redoOutput.contains("verified   exact"), "\(redoOutput)")
         }
     }
 

@@ -14,10 +14,14 @@ final class RecordingEngine: CaseCopyEngine {
 
     init(report: CaseCopyReport) { self.report = report }
 
-    func copy(sourceCase: Int64, destinationCase: Int64, selection: CaseDocumentSelection, jobID: String) async throws -> CaseCopyReport {
+    func copy(
+        sourceCase: Int64, destinationCase: Int64, selection: CaseDocumentSelection, jobID: String, options: CaseCopyOptions
+    ) async throws -> CaseCopyReport {
         calls.withLock { $0.append((sourceCase, destinationCase, selection, jobID)) }
         return report
     }
+
+    func recordOutcomes(destinationCase: Int64, jobID: String, outcomes: CaseDocumentOutcomes) async throws -> Int { 0 }
 }
 
 @Suite("The CaseData copy engine as the orchestrator's copy step")

@@ -117,6 +117,8 @@ private func serve<T: Sendable>(
 struct InMemoryCopier: CaseDataCopying {
     var count: Int
 
+    func recordOutcomes(_ exchange: ExchangeRecord, _ outcomes: DocumentOutcomes) async throws {}
+
     func copy(_ exchange: ExchangeRecord) async throws -> CopyOutcome {
         CopyOutcome(documents: (0..<count).map { index in
             let id = Int64(index + 1)

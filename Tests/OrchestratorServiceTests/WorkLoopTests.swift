@@ -14,6 +14,8 @@ final class GatedCopier: CaseDataCopying {
     var entered: Int { state.withLock { $0.entered } }
     func open() { state.withLock { $0.open = true } }
 
+    func recordOutcomes(_ exchange: ExchangeRecord, _ outcomes: DocumentOutcomes) async throws {}
+
     func copy(_ exchange: ExchangeRecord) async throws -> CopyOutcome {
         state.withLock { $0.entered += 1 }
         while !state.withLock({ $0.open }) { try await Task.sleep(for: .milliseconds(10)) }

@@ -159,10 +159,16 @@ struct DrainTests {
             // The re-OCR subscription delivered the uploads; workers consume them.
             for queue in plan.queues.map(\.name) { _ = try await h.broker.drain(queue, count: try await h.broker.counters(queue).total) }
 
-            #expect(try await h.drainer.checkCompletion(record.jobID) == .sealed)
-            let finished = try await h.drainer.teardown(record.jobID)
+            // The drainer hands each document's outcome to the copy step (the destination's ledger).
+            let copier = InMemoryCopier(count: 8)
+            let drainer = ExchangeDrainer(broker: h.broker, store: h.store, deployments: h.deployments, settings: h.settings.drain, outcomes: copier)
+            #expect(try await drainer.checkCompletion(record.jobID) == .sealed)
+            let finished = try await drainer.teardown(record.jobID)
             #expect(finished.state == .finished && finished.finishedAt != nil)
             #expect(finished.summary == ExchangeSummary(documents: 8, copied: 4, notFound: 1, failed: 2))
+            #expect(await copier.recorded.value == [DocumentOutcomes(delivered: [1001, 1002, 1003, 1005], notFound: [1006], failed: [1004, 1007])])
+            // The result lists what did not arrive; 1008 (nothing published) is the ledger's to count as failed.
+            #expect(finished.leftBehind == LeftBehindDocuments(failed: [1004, 1007], notFound: [1006], truncated: false))
             #expect(finished.stageCounts["pre-uploader"] == StageCount(done: 6, failed: 0))
             #expect(finished.stageCounts["uploader"] == StageCount(done: 0, failed: 1))
             #expect(try await h.queues(of: record.jobID).isEmpty)
@@ -171,7 +177,7 @@ struct DrainTests {
             #expect(try await h.store.resources(record.jobID).isEmpty)
             #expect(try await h.store.resources(record.jobID, includeRemoved: true).count == plan.queues.count * 2 + 1)
             // Again: nothing changes, nothing is published twice.
-            #expect(try await h.drainer.teardown(record.jobID).state == .finished)
+            #expect(try await drainer.teardown(record.jobID).state == .finished)
             let events = try await loggedEvents(h.broker, jobID: record.jobID, .exchangerFinished)
             #expect(events.count == 1)
             #expect(events.first?.eventID == EventID.deterministic(jobID: record.jobID, type: .exchangerFinished, documentID: nil))

@@ -66,6 +66,12 @@ struct RequestTests {
         #expect(try EventCoding.decode(ExchangeRequest.self, from: encoded) == parsed)
         let label = try ExchangeRequest.parse(Data("{\(Self.base), \"labelId\": 9, \"folderId\": null}".utf8))
         #expect(label.selection == .label(9))
+        #expect(!label.skipExchanged)
+        #expect(try !EventCoding.string(label).contains("skipExchanged"), "a request without it is stored as before")
+        let skipping = try ExchangeRequest.parse(Data("{\(Self.base), \"labelId\": 9, \"skipExchanged\": true}".utf8))
+        #expect(skipping.skipExchanged)
+        #expect(try EventCoding.decode(ExchangeRequest.self, from: try EventCoding.string(skipping)) == skipping)
+        #expect(throws: OrchestratorError.self) { try ExchangeRequest.parse(Data("{\(Self.base), \"labelId\": 9, \"skipExchanged\": 1}".utf8)) }
     }
 
     @Test("the derived idempotency key covers cases, batch and selection, not the order of ids")
@@ -80,6 +86,12 @@ struct RequestTests {
             #expect(try other.idempotencyKey() != a.idempotencyKey())
         }
         #expect(try request(selection: .label(1)).idempotencyKey() != request(selection: .folder(1)).idempotencyKey())
+        // A skipping repeat is a new exchange; the key of a request without it is unchanged.
+        var skipping = a
+        skipping.skipExchanged = true
+        #expect(try skipping.idempotencyKey() != a.idempotencyKey())
+        // SHA-256 of "exchange-request/v1␟41␟42␟7␟documents:1,2,3", as earlier builds stored it.
+        #expect(try a.idempotencyKey() == "sha256:71844dcd61dfa6350817e5f1dffdace18308182283e8df14c59a4b320268de40")
         #expect(try a.idempotencyKey(client: "abc") == "client:abc")
         #expect(throws: OrchestratorError.self) { try a.idempotencyKey(client: "") }
         #expect(throws: OrchestratorError.self) { try a.idempotencyKey(client: "a\nb") }

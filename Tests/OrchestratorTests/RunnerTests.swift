@@ -169,6 +169,8 @@ struct ConflictingCopier: CaseDataCopying {
         _ = await attempts.increment()
         throw CaseDataError(.conflict, "nothing was copied: custom_fields 'Amount' has field_type 'number' in the source and 'text' in the destination")
     }
+
+    func recordOutcomes(_ exchange: ExchangeRecord, _ outcomes: DocumentOutcomes) async throws {}
 }
 
 @Suite("a copy conflict is not retried")
@@ -200,6 +202,8 @@ struct ErrorObservingCopier: CaseDataCopying {
         if attempt <= failures { throw OrchestratorError(.copyFailed, "simulated copy failure \(attempt)") }
         return InMemoryCopier.outcome(2)
     }
+
+    func recordOutcomes(_ exchange: ExchangeRecord, _ outcomes: DocumentOutcomes) async throws {}
 }
 
 actor Recorder<Value: Sendable> {

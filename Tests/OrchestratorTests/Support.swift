@@ -73,6 +73,12 @@ struct InMemoryCopier: CaseDataCopying {
     var count: Int
     var failures: Int = 0
     let attempts = Counter()
+    /// Every ``recordOutcomes(_:_:)`` call, in order.
+    let recorded = Recorder<DocumentOutcomes>()
+
+    func recordOutcomes(_ exchange: ExchangeRecord, _ outcomes: DocumentOutcomes) async throws {
+        await recorded.append(outcomes)
+    }
 
     func copy(_ exchange: ExchangeRecord) async throws -> CopyOutcome {
         let attempt = await attempts.increment()
