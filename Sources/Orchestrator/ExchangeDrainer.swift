@@ -290,8 +290,8 @@ public struct ExchangeDrainer: Sendable {
     /// DOCUMENT_NOT_FOUND was not found; else one with DOCUMENT_COPIED, DOCUMENT_PRE_PROCESSED or
     /// DOCUMENT_UPLOADED was copied. Per stage: documents done (its success event) and failed.
     public func summary(_ jobID: String, total: Int, request: ExchangeRequest) async throws -> (ExchangeSummary, [String: StageCount]) {
-        let failedTypes: [EventType] = [.s3DocCopied, .preUploaderFinished, .uploaderFinished, .reOCRFinished, .searchTextFinished]
-        let copiedTypes: [EventType] = [.documentCopied, .documentPreProcessed, .documentUploaded]
+        let failedTypes = Self.failedTypes
+        let copiedTypes = Self.copiedTypes
         let stageEvents: [(stage: ExchangeStage, done: EventType?, failed: EventType)] = [
             (.s3Copy, request.requiresAnnotations ? .nativeDocumentCopied : .documentCopied, .s3DocCopied),
             (.preUploader, .documentPreProcessed, .preUploaderFinished),
@@ -305,25 +305,10 @@ public struct ExchangeDrainer: Sendable {
         let allTypes = Set(failedTypes + copiedTypes + [.documentNotFound] + stageEvents.compactMap(\.done)).sorted { $0.rawValue < $1.rawValue }
         let deadLetterQueue = settings.deadLetterQueue
         let (summaryRow, typeRows) = try await broker.transaction { tx in
-            let (type, job, document) = tx.dialect == .postgres
-                ? ("(attributes->'eventType'->>'value')", "(attributes->'jobId'->>'value')", "(body::jsonb->>'documentId')")
-                : ("json_extract(attributes, '$.eventType.value')", "json_extract(attributes, '$.jobId.value')",
-                   "CAST(json_extract(body, '$.documentId') AS TEXT)")
-            let (placeholder, dlqPlaceholder) = tx.dialect == .postgres ? ("$1", "$2") : ("?1", "?2")
-            let (dlqJob, dlqDocument) = tx.dialect == .postgres
-                ? ("(m.attributes->'jobId'->>'value')", "(m.attributes->'documentId'->>'value')")
-                : ("json_extract(m.attributes, '$.jobId.value')", "CAST(json_extract(m.attributes, '$.documentId.value') AS TEXT)")
             if tx.dialect == .postgres {
                 try await tx.query("SELECT set_config('enable_seqscan', 'on', true), set_config('jit', 'off', true)")
             }
-            let events = """
-                SELECT DISTINCT \(type) AS t, \(document) AS doc FROM broker_events
-                WHERE \(job) = \(placeholder) AND \(type) IN (\(Self.list(allTypes)))
-                UNION
-                SELECT '\(Self.deadLetterMarker)' AS t, \(dlqDocument) AS doc
-                FROM broker_messages m JOIN broker_queues q ON q.id = m.queue_id
-                WHERE q.name = \(dlqPlaceholder) AND \(dlqJob) = \(placeholder)
-                """
+            let events = Self.documentEvents(tx.dialect, types: allTypes)
             let summary = try await tx.query("""
                 SELECT coalesce(sum(f), 0) AS failed,
                        coalesce(sum(CASE WHEN f = 0 THEN n ELSE 0 END), 0) AS not_found,
@@ -360,30 +345,17 @@ public struct ExchangeDrainer: Sendable {
     /// and neither of the others; only when `finished`). A document of the payload in none of them
     /// never got through: the ledger counts it as failed (``CaseDataCopying/recordOutcomes(_:_:)``).
     public func documentOutcomes(_ jobID: String, finished: Bool) async throws -> DocumentOutcomes {
-        let failedTypes: [EventType] = [.s3DocCopied, .preUploaderFinished, .uploaderFinished, .reOCRFinished, .searchTextFinished]
-        let copiedTypes: [EventType] = [.documentCopied, .documentPreProcessed, .documentUploaded]
+        let failedTypes = Self.failedTypes
+        let copiedTypes = Self.copiedTypes
         let deadLetterQueue = settings.deadLetterQueue
+        let types = failedTypes + copiedTypes + [.documentNotFound]
         let rows = try await broker.transaction { tx in
-            let (type, job, document) = tx.dialect == .postgres
-                ? ("(attributes->'eventType'->>'value')", "(attributes->'jobId'->>'value')", "(body::jsonb->>'documentId')")
-                : ("json_extract(attributes, '$.eventType.value')", "json_extract(attributes, '$.jobId.value')",
-                   "CAST(json_extract(body, '$.documentId') AS TEXT)")
-            let (placeholder, dlqPlaceholder) = tx.dialect == .postgres ? ("$1", "$2") : ("?1", "?2")
-            let (dlqJob, dlqDocument) = tx.dialect == .postgres
-                ? ("(m.attributes->'jobId'->>'value')", "(m.attributes->'documentId'->>'value')")
-                : ("json_extract(m.attributes, '$.jobId.value')", "CAST(json_extract(m.attributes, '$.documentId.value') AS TEXT)")
-            let types = failedTypes + copiedTypes + [.documentNotFound]
-            return try await tx.query("""
+            try await tx.query("""
                 SELECT doc,
                        max(CASE WHEN t IN (\(Self.list(failedTypes)), '\(Self.deadLetterMarker)') THEN 1 ELSE 0 END) AS f,
                        max(CASE WHEN t = '\(EventType.documentNotFound.rawValue)' THEN 1 ELSE 0 END) AS n,
                        max(CASE WHEN t IN (\(Self.list(copiedTypes))) THEN 1 ELSE 0 END) AS c
-                FROM (SELECT DISTINCT \(type) AS t, \(document) AS doc FROM broker_events
-                      WHERE \(job) = \(placeholder) AND \(type) IN (\(Self.list(types)))
-                      UNION
-                      SELECT '\(Self.deadLetterMarker)' AS t, \(dlqDocument) AS doc
-                      FROM broker_messages m JOIN broker_queues q ON q.id = m.queue_id
-                      WHERE q.name = \(dlqPlaceholder) AND \(dlqJob) = \(placeholder)) e
+                FROM (\(Self.documentEvents(tx.dialect, types: types))) e
                 WHERE doc IS NOT NULL GROUP BY doc
                 """, [.text(jobID), .text(deadLetterQueue)])
         }
@@ -402,6 +374,34 @@ public struct ExchangeDrainer: Sendable {
     }
 
     // MARK: Helpers
+
+    /// The error events of the dead-letter mapping: a document with one failed.
+    private static let failedTypes: [EventType] = [.s3DocCopied, .preUploaderFinished, .uploaderFinished, .reOCRFinished, .searchTextFinished]
+    /// A document with one of these (and no error, not not-found) was copied.
+    private static let copiedTypes: [EventType] = [.documentCopied, .documentPreProcessed, .documentUploaded]
+
+    /// The job's (event type, document id) pairs of `types`, and a ``deadLetterMarker`` pair per
+    /// dead letter of the job waiting in the dead-letter queue: columns `t` and `doc` (text).
+    /// Binds: 1 the job id, 2 the dead-letter queue.
+    private static func documentEvents(_ dialect: SQLDialect, types: [EventType]) -> String {
+        let postgres = dialect == .postgres
+        let (type, job, document) = postgres
+            ? ("(attributes->'eventType'->>'value')", "(attributes->'jobId'->>'value')", "(body::jsonb->>'documentId')")
+            : ("json_extract(attributes, '$.eventType.value')", "json_extract(attributes, '$.jobId.value')",
+               "CAST(json_extract(body, '$.documentId') AS TEXT)")
+        let (placeholder, dlqPlaceholder) = postgres ? ("$1", "$2") : ("?1", "?2")
+        let (dlqJob, dlqDocument) = postgres
+            ? ("(m.attributes->'jobId'->>'value')", "(m.attributes->'documentId'->>'value')")
+            : ("json_extract(m.attributes, '$.jobId.value')", "CAST(json_extract(m.attributes, '$.documentId.value') AS TEXT)")
+        return """
+            SELECT DISTINCT \(type) AS t, \(document) AS doc FROM broker_events
+            WHERE \(job) = \(placeholder) AND \(type) IN (\(list(types)))
+            UNION
+            SELECT '\(deadLetterMarker)' AS t, \(dlqDocument) AS doc
+            FROM broker_messages m JOIN broker_queues q ON q.id = m.queue_id
+            WHERE q.name = \(dlqPlaceholder) AND \(dlqJob) = \(placeholder)
+            """
+    }
 
     /// Marks a document with a dead letter still waiting in the dead-letter queue in the summary query.
     private static let deadLetterMarker = "DEAD_LETTER_PENDING"
