@@ -108,7 +108,7 @@ let package = Package(
         .target(
             name: "WorkerRuntime",
             dependencies: [
-                "Broker", "ConcurrencySupport", "ExchangerEvents", "ExchangerLogging", "ObjectStorage", "ProcessSupport",
+                "Broker", "ConcurrencySupport", "Deployments", "ExchangerEvents", "ExchangerLogging", "ObjectStorage", "ProcessSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 logging,
                 .product(name: "Metrics", package: "swift-metrics"),

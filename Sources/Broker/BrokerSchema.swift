@@ -17,6 +17,7 @@ enum BrokerSchema {
         Migration(version: 3, name: "supervisor deployments and workers", postgres: postgresV3, sqlite: sqliteV3),
         Migration(version: 4, name: "exchanges and their resources", postgres: postgresV4, sqlite: sqliteV4),
         Migration(version: 5, name: "skipped documents and per-document outcomes", postgres: postgresV5, sqlite: sqliteV5),
+        Migration(version: 6, name: "worker presence", postgres: postgresV6, sqlite: sqliteV6),
     ]
 
     static let postgresV1 = #"""
@@ -462,5 +463,42 @@ enum BrokerSchema {
     static let sqliteV5 = #"""
     ALTER TABLE exchanges ADD COLUMN documents_skipped INTEGER NULL;
     ALTER TABLE exchanges ADD COLUMN document_outcomes TEXT NULL;
+    """#
+
+    // MARK: Version 6
+
+    /// Every worker process announces itself here (module `Deployments`, `WorkerPresence`), bound
+    /// to a supervisor or not, and renews its row while it runs: `exchanger ps` shows the replicas
+    /// a container platform started, which no supervisor reports.
+    static let postgresV6 = #"""
+    CREATE TABLE exchanger_worker_presence (
+        id text PRIMARY KEY CHECK (id <> ''),
+        hostname text NOT NULL,
+        pid integer NOT NULL,
+        program text NOT NULL,
+        queue text NULL,
+        supervisor_id text NULL,
+        deployment_id text NULL,
+        started_at timestamptz NOT NULL,
+        heartbeat_at timestamptz NOT NULL,
+        expires_at timestamptz NOT NULL
+    );
+    CREATE INDEX exchanger_worker_presence_expires ON exchanger_worker_presence (expires_at);
+    """#
+
+    static let sqliteV6 = #"""
+    CREATE TABLE exchanger_worker_presence (
+        id TEXT PRIMARY KEY CHECK (id <> ''),
+        hostname TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        program TEXT NOT NULL,
+        queue TEXT NULL,
+        supervisor_id TEXT NULL,
+        deployment_id TEXT NULL,
+        started_at INTEGER NOT NULL,
+        heartbeat_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX exchanger_worker_presence_expires ON exchanger_worker_presence (expires_at);
     """#
 }

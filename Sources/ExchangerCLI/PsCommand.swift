@@ -9,10 +9,12 @@ import Supervisor
 struct PsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ps",
-        abstract: "Show supervisors, deployments and workers recorded in the broker.",
+        abstract: "Show supervisors, deployments, workers and every running worker process recorded in the broker.",
         discussion: """
-            Workers are what each supervisor last reported (every reconcile_interval); a supervisor \
-            whose lease expired is shown as DEAD and its workers are not counted as running.
+            WORKERS are what each supervisor last reported (every reconcile_interval); a supervisor \
+            whose lease expired is shown as DEAD and its workers are not counted as running. PROCESSES \
+            are the worker processes that announced themselves (every EXCHANGER_WORKER_PRESENCE_SECONDS), \
+            supervised or not: replicas a container platform started appear there as "unbound".
             """
     )
 
@@ -34,6 +36,11 @@ struct PsCommand: AsyncParsableCommand {
         }
         let live = Set(supervisors.filter(\.isLive).map(\.id))
         let programs = try config.map { try SupervisorConfiguration.load(path: $0).programs } ?? []
+        var processes = try await store.presences()
+        if exchange != nil {
+            let ids = Set(deployments.map(\.id))
+            processes = processes.filter { $0.deploymentID.map(ids.contains) ?? false }
+        }
 
         if json {
             let object: [String: Any] = [
@@ -50,6 +57,11 @@ struct PsCommand: AsyncParsableCommand {
                     "supervisor": $0.supervisorID, "program": $0.program, "instance": $0.instance,
                     "deploymentId": $0.deploymentID ?? NSNull(), "pid": $0.pid.map { Int($0) } ?? NSNull(), "state": $0.state.rawValue,
                     "restarts": $0.restarts, "live": live.contains($0.supervisorID),
+                ] as [String: Any] },
+                "processes": processes.map { [
+                    "id": $0.id, "hostname": $0.hostname, "pid": Int($0.pid), "program": $0.program, "queue": $0.queue ?? NSNull(),
+                    "supervisor": $0.supervisorID ?? NSNull(), "deploymentId": $0.deploymentID ?? NSNull(),
+                    "startedAt": Self.time($0.startedAt), "heartbeatAt": Self.time($0.heartbeatAt),
                 ] as [String: Any] },
                 "programs": programs.map { ["name": $0.name, "scope": $0.scope.rawValue, "min": $0.minProcs, "max": $0.maxProcs, "command": $0.command] as [String: Any] },
             ]
@@ -80,6 +92,12 @@ struct PsCommand: AsyncParsableCommand {
         Self.table([["SUPERVISOR", "PROGRAM", "INSTANCE", "DEPLOYMENT", "PID", "STATE", "RESTARTS"]] + workers.map {
             [$0.supervisorID + (live.contains($0.supervisorID) ? "" : " (dead)"), $0.program, "\($0.instance)", $0.deploymentID ?? "-",
              $0.pid.map { "\($0)" } ?? "-", $0.state.rawValue, "\($0.restarts)"]
+        })
+        print("")
+        print("PROCESSES")
+        Self.table([["PROGRAM", "HOST", "PID", "SUPERVISOR", "QUEUE", "STARTED", "HEARTBEAT"]] + processes.map {
+            [$0.program, $0.hostname, "\($0.pid)", $0.supervisorID ?? "unbound", $0.queue ?? "(program)", Self.time($0.startedAt),
+             Self.time($0.heartbeatAt)]
         })
     }
 

@@ -118,8 +118,11 @@ extension Supervisor {
         var workers: [WorkerRecord] = []
         var running: [String: Int] = [:]
         for slot in slots.values {
-            guard let pid = slot.machine.pid else { continue }
-            if !slot.key.deploymentID.isEmpty { running[slot.key.deploymentID, default: 0] += 1 }
+            // A global program is reported also between processes (BACKOFF, a FAILED crash loop),
+            // so `exchanger ps` shows it; a deployment's slot only while it has a process.
+            let pid = slot.machine.pid
+            guard pid != nil || slot.key.deploymentID.isEmpty else { continue }
+            if pid != nil, !slot.key.deploymentID.isEmpty { running[slot.key.deploymentID, default: 0] += 1 }
             workers.append(WorkerRecord(
                 supervisorID: identifier, program: slot.key.program, instance: slot.key.instance,
                 deploymentID: slot.key.deploymentID.isEmpty ? nil : slot.key.deploymentID, pid: pid,

@@ -33,9 +33,14 @@ public struct WorkerConfiguration: Sendable {
     /// How often a worker whose handler's ``ReceiveGate`` refused asks it again (default 250 ms).
     public var gateRecheckInterval: Duration = .milliseconds(250)
     /// How long the clean-up after the poll loop may take (closing the engine, the stores, the
-    /// broker's connections, the metrics endpoint) before the process exits anyway (default 1 s):
+    /// broker's connections, the metrics endpoint) before the process exits anyway
+    /// (`EXCHANGER_WORKER_EXIT_GRACE_SECONDS`, default 5 s):
     /// a connection stuck on a dead network link must not keep a worker that decided to exit alive.
     public var exitGrace: Duration = .seconds(5)
+    /// How often the worker renews its row in `exchanger_worker_presence`, which `exchanger ps`
+    /// lists (`EXCHANGER_WORKER_PRESENCE_SECONDS`, default 10 s; the row expires after three
+    /// missed renewals); nil announces nothing.
+    public var presenceInterval: Duration? = .seconds(10)
 
     public init(source: Source, program: String) {
         self.source = source

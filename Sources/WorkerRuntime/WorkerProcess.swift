@@ -1,4 +1,5 @@
 import Broker
+import Deployments
 import ExchangerLogging
 import Foundation
 import Logging
@@ -53,12 +54,18 @@ public enum WorkerProcess {
         }
         let context = WorkerContext(broker: broker, stager: PayloadStager(store: stagingStore), logger: logger, environment: environment)
         var handler: (any MessageHandler)?
+        let reporter = configuration.presenceInterval.map {
+            PresenceReporter(
+                store: DeploymentStore(broker: broker), configuration: configuration, interval: $0, environment: environment, logger: logger)
+        }
+        var presence: Task<Void, Never>?
         do {
             try await prepare(context)
             let made = try await makeHandler(context)
             handler = made
             let worker = Worker(broker: broker, handler: made, configuration: configuration, stager: context.stager, logger: logger)
             let maintenance = Task { await broker.runMaintenance() }
+            presence = reporter.map { reporter in Task { await reporter.run() } }
             let signalWatcher = Task {
                 for await signal in signals where signal == SIGTERM || signal == SIGINT {
                     logger.info("stop requested; finishing the batch in hand", metadata: ["signal": "\(signal)"])
@@ -68,11 +75,15 @@ public enum WorkerProcess {
             try await worker.run()
             signalWatcher.cancel()
             maintenance.cancel()
+            presence?.cancel()
             // The loop is done and every acknowledgement committed: what is left only releases
             // resources, and the process exits after `exitGrace` whether or not it finished.
             let staging = stagingStore
+            let runningPresence = presence
             let finished = await finish(within: configuration.exitGrace) {
                 _ = await maintenance.value
+                _ = await runningPresence?.value
+                await reporter?.withdraw()
                 await made.shutdown()
                 try? await staging?.shutdown()
                 await broker.close()
@@ -85,6 +96,8 @@ public enum WorkerProcess {
             }
         } catch {
             logger.critical("worker failed", metadata: ["error": "\(error)"])
+            // The presence row is left to expire: the database may be what failed.
+            presence?.cancel()
             await handler?.shutdown()
             try? await stagingStore?.shutdown()
             await broker.close()

@@ -93,8 +93,10 @@ struct DeploymentStoreTests {
             // applies 3 (and whatever came after it).
             let broker = try await Broker.connect(url: url)
             try await broker.transaction { tx in
-                // Migration 4 (the orchestrator's tables) refers to nothing of 3, but goes too.
-                for table in ["exchange_resources", "exchanges"] { try await tx.query("DROP TABLE IF EXISTS \(table)") }
+                // Migrations 4–6 (the orchestrator's tables, worker presence) refer to nothing of 3, but go too.
+                for table in ["exchange_resources", "exchanges", "exchanger_worker_presence"] {
+                    try await tx.query("DROP TABLE IF EXISTS \(table)")
+                }
                 for table in ["exchanger_deployments", "exchanger_supervisors", "exchanger_workers"] {
                     try await tx.query("DROP TABLE \(table)")
                 }
@@ -135,6 +137,42 @@ struct DeploymentStoreTests {
                 }
             }
             await migrated.close()
+        }
+    }
+
+    // MARK: Worker presence
+
+    @Test("worker presence: announce, renew, list, expire, forget, withdraw", arguments: Backend.allCases)
+    func presence(backend: Backend) async throws {
+        try await withTestBroker(backend) { broker, _ in
+            let store = DeploymentStore(broker: broker)
+            let bound = WorkerPresence(
+                id: "host-a:10:1", hostname: "host-a", pid: 10, program: "s3-copy", queue: "exch-1-s3-copy", supervisorID: "sup-a",
+                deploymentID: "exch-1-s3-copy")
+            let unbound = WorkerPresence(id: "host-b:20:2", hostname: "host-b", pid: 20, program: "s3-copy")
+            try await store.announce(bound, ttl: .seconds(30))
+            try await store.announce(unbound, ttl: .milliseconds(300))
+            let listed = try await store.presences()
+            #expect(listed.map(\.id) == ["host-a:10:1", "host-b:20:2"])
+            #expect(listed.first?.supervisorID == "sup-a" && listed.first?.queue == "exch-1-s3-copy" && listed.first?.pid == 10)
+            #expect(listed.last?.supervisorID == nil && listed.last?.deploymentID == nil && listed.last?.isLive == true)
+
+            // A row not renewed expires: gone from the list, still there with includeStale.
+            try await Task.sleep(for: .milliseconds(600))
+            #expect(try await store.presences().map(\.id) == ["host-a:10:1"])
+            #expect(try await store.presences(includeStale: true).first { $0.id == "host-b:20:2" }?.isLive == false)
+            // Renewal brings it back; a row that was forgotten cannot be renewed.
+            #expect(try await store.renewPresence(id: "host-b:20:2", ttl: .seconds(30)))
+            #expect(try await store.presences().count == 2)
+            #expect(try await store.renewPresence(id: "never-announced", ttl: .seconds(30)) == false)
+            // An announce forgets rows expired longer than forgetAfter.
+            try await store.announce(WorkerPresence(id: "host-c:30:3", hostname: "host-c", pid: 30, program: "uploader"), ttl: .milliseconds(100))
+            try await Task.sleep(for: .milliseconds(300))
+            try await store.announce(bound, ttl: .seconds(30), forgetAfter: .milliseconds(100))
+            #expect(try await store.presences(includeStale: true).map(\.id) == ["host-a:10:1", "host-b:20:2"])
+            try await store.withdrawPresence(id: "host-a:10:1")
+            #expect(try await store.presences().map(\.id) == ["host-b:20:2"])
+            await #expect(throws: DeploymentError.self) { try await store.announce(WorkerPresence(id: "", hostname: "h", pid: 1, program: "p"), ttl: .seconds(1)) }
         }
     }
 

@@ -48,6 +48,37 @@ struct SupervisorDeploymentTests {
 
     static func message(_ index: Int) -> OutgoingMessage { OutgoingMessage(body: "{\"n\":\(index)}") }
 
+    @Test("a crash-looping global program shows in `exchanger ps` as FAILED, between its processes too")
+    func failedGlobalProgramIsListed() async throws {
+        try await withTestBroker(.sqlite) { broker, url in
+            try await withTemporaryDirectory { directory in
+                let store = DeploymentStore(broker: broker)
+                let supervisor = try SupervisorHarness(config: """
+                    [supervisor]
+                    identifier = looping
+                    http_port = 0
+                    reconcile_interval = 0.3
+
+                    [program:looper]
+                    command = \(SupervisorHarness.child) exit 1
+                    startsecs = 0
+                    crashloop_deaths = 2
+                    crashloop_window = 60
+                    backoff_max = 5
+                    """, directory: directory, arguments: ["--database", url])
+                defer { Task { await supervisor.cleanUp() } }
+                try await Self.waitFor("looper reported FAILED without a process") {
+                    try await store.workers().contains { $0.program == "looper" && $0.state == .failed && $0.pid == nil }
+                }
+                let (status, output) = try await runExchanger(["ps", "--database", url])
+                #expect(status == 0, "\(output)")
+                let row = output.split(separator: "\n").first { $0.hasPrefix("looping") && $0.contains("looper") }
+                #expect(row?.contains("FAILED") == true, "\(output)")
+                #expect(try await supervisor.stop() == 0)
+            }
+        }
+    }
+
     @Test func scalesOnQueueDepthAndStopsOnRequest() async throws {
         try await withTestBroker(.postgres) { broker, url in
             try await withTemporaryDirectory { directory in

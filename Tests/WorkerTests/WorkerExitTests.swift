@@ -19,6 +19,19 @@ struct WorkerExitTests {
         #expect(quick)
     }
 
+    /// The PROCESSES of `exchanger ps --json`.
+    static func processes(_ url: String) async throws -> [[String: Any]] {
+        let (status, output) = try await runExchanger(["ps", "--json", "--database", url])
+        guard status == 0, let line = output.split(separator: "\n").last,
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+        else { throw PsFailure(output: output) }
+        return object["processes"] as? [[String: Any]] ?? []
+    }
+
+    struct PsFailure: Error {
+        var output: String
+    }
+
     @Test("a bound worker whose queue is deleted logs that it exits, and does, with status 0", arguments: Backend.allCases)
     func exitsWhenItsQueueIsDeleted(_ backend: Backend) async throws {
         try await withTestBroker(backend) { broker, url in
@@ -31,10 +44,22 @@ struct WorkerExitTests {
                     environment: ["EXCHANGER_WORKER_EXIT_GRACE_SECONDS": "20"])
                 let started = await eventually(timeout: .seconds(30)) { worker.log(containing: "worker started") }
                 #expect(started)
+                // It announced itself: `exchanger ps` lists it under PROCESSES, with no supervisor.
+                let pid = Int(worker.pid)
+                let listed = await eventually(timeout: .seconds(30)) {
+                    (try? await Self.processes(url).contains { $0["pid"] as? Int == pid }) ?? false
+                }
+                #expect(listed)
+                let process = try await Self.processes(url).first { $0["pid"] as? Int == pid }
+                #expect(process?["program"] as? String == "s3-copy")
+                #expect(process?["queue"] as? String == "exit-q")
+                #expect(process?["supervisor"] is NSNull, "an unbound worker")
                 try await broker.deleteQueue("exit-q")
                 #expect(try await worker.wait(timeout: .seconds(15)) == 0)
                 #expect(worker.log(containing: "queue no longer exists; worker exits"))
                 #expect(!worker.log(containing: "clean-up did not finish"))
+                // Its presence went with it.
+                #expect(try await Self.processes(url).contains { $0["pid"] as? Int == pid } == false)
             }
         }
     }
