@@ -34,6 +34,9 @@ struct LogsCommand: AsyncParsableCommand {
     @Option(name: .customLong("case"), help: ArgumentHelp("Only lines of this case (field caseId).", valueName: "id"))
     var caseID: String?
 
+    @Option(name: .customLong("document"), help: ArgumentHelp("Only lines of this destination document (field documentId).", valueName: "id"))
+    var documentID: String?
+
     @Option(help: "Only lines of at least this level: trace, debug, info, notice, warning, error, critical.")
     var level: String?
 
@@ -62,7 +65,8 @@ struct LogsCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let filter = LogFilter(job: job, program: program, caseID: caseID, minimumLevel: level.flatMap(LogLevel.init(name:)), grep: grep)
+        let filter = LogFilter(
+            job: job, program: program, caseID: caseID, documentID: documentID, minimumLevel: level.flatMap(LogLevel.init(name:)), grep: grep)
         let options = LogTail.Options(
             filter: filter, lines: lines, follow: follow, pollInterval: .milliseconds(Int64((pollInterval * 1000).rounded())),
             format: LogOutputFormat(rawValue: format) ?? .json)

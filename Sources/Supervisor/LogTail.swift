@@ -95,13 +95,19 @@ public struct LogFilter: Sendable, Hashable {
     public var program: String?
     /// `caseId` equals this (as a number or a string).
     public var caseID: String?
+    /// Only lines of this document (field `documentId`).
+    public var documentID: String?
     /// `level` is at least this (a line without a known level counts as `info`).
     public var minimumLevel: LogLevel?
     /// `msg` contains this text (case-sensitive).
     public var grep: String?
 
     /// A filter with the given conditions; nil ones do not apply.
-    public init(job: String? = nil, program: String? = nil, caseID: String? = nil, minimumLevel: LogLevel? = nil, grep: String? = nil) {
+    public init(
+        job: String? = nil, program: String? = nil, caseID: String? = nil, documentID: String? = nil, minimumLevel: LogLevel? = nil,
+        grep: String? = nil
+    ) {
+        self.documentID = documentID
         self.job = job
         self.program = program
         self.caseID = caseID
@@ -110,7 +116,7 @@ public struct LogFilter: Sendable, Hashable {
     }
 
     /// Whether a condition on a JSON field is set.
-    public var hasFieldCondition: Bool { job != nil || program != nil || caseID != nil || minimumLevel != nil }
+    public var hasFieldCondition: Bool { job != nil || program != nil || caseID != nil || documentID != nil || minimumLevel != nil }
 
     /// Whether `record` passes.
     public func matches(_ record: LogRecord) -> Bool {
@@ -121,6 +127,7 @@ public struct LogFilter: Sendable, Hashable {
         }
         if let job, record.text("jobId") != job { return false }
         if let caseID, record.text("caseId") != caseID { return false }
+        if let documentID, record.text("documentId") != documentID { return false }
         if let program {
             let wanted = Self.shortName(program)
             let names = [record.text("program"), record.text("child_program"), record.text("worker")].compactMap { $0 }

@@ -110,7 +110,13 @@ extension Worker {
     private func finished(_ entry: Prepared) {
         switch entry.outcome {
         case .success:
-            entry.item.logger.debug("message handled")
+            // One line per document and stage at info, so `exchanger logs --job J` follows a
+            // document through the stages; other messages (events of the global processors) at debug.
+            if entry.item.logger[metadataKey: "documentId"] != nil {
+                entry.item.logger.info("document done")
+            } else {
+                entry.item.logger.debug("message handled")
+            }
             metrics.count("success", queue: entry.item.message.queue)
         case .alreadyDone(let reason, _):
             entry.item.logger.info("message was already handled; acknowledged", metadata: ["reason": "\(reason)"])

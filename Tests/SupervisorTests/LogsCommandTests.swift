@@ -38,6 +38,8 @@ private func lines(_ numbers: [Int]) -> String {
         #expect(matching(LogFilter(program: "supervisor")) == [5])
         #expect(matching(LogFilter(caseID: "42")) == [1, 4, 6])
         #expect(matching(LogFilter(caseID: "43")) == [2])
+        #expect(matching(LogFilter(documentID: "1")) == [1], "a number field matches its decimal text")
+        #expect(matching(LogFilter(job: "job-a", documentID: "2")) == [])
         #expect(matching(LogFilter(minimumLevel: .warning)) == [2, 4, 6])
         #expect(matching(LogFilter(minimumLevel: .error)) == [4, 6])
         #expect(matching(LogFilter(minimumLevel: .trace)) == [1, 2, 4, 5, 6])
@@ -112,6 +114,8 @@ private func lines(_ numbers: [Int]) -> String {
                 result.output
                     == "2026-11-25T12:00:00.004Z error exchanger-uploader: upload failed jobId=job-a caseId=42\n"
                     + "2026-11-25T12:00:00.006Z critical s3-copy[0] 100: copied nothing jobId=job-a caseId=42\n")
+            result = try await runExchanger(["logs", "--file", input, "--job", "job-a", "--document", "1"])
+            #expect(result.output == lines([1]))
             result = try await runExchanger(["logs", "--file", input, "--grep", "text"])
             #expect(result.output == lines([3]))
             result = try await runExchanger(["logs", "--file", input, "--level", "loud"])

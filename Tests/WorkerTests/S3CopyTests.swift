@@ -55,6 +55,7 @@ final class WorkerProcessHandle: Sendable {
     }
 
     func log(containing text: String) -> Bool { lines.withLock { $0.contains { $0.contains(text) } } }
+    func lines(containing text: String) -> [String] { lines.withLock { $0.filter { $0.contains(text) } } }
 
     private func isZombie(_ pid: pid_t) -> Bool {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
@@ -360,6 +361,10 @@ func destinationKey(_ document: Int64, _ name: String? = nil) throws -> ObjectKe
                 #expect(counters["copy"]?.inFlight == 0, "no message left in flight")
                 #expect((counters["copy"]?.visible ?? 0) > 0, "it stopped before the end")
                 #expect((counters["copy"]?.visible ?? 0) + (counters["uploader"]?.visible ?? 0) == Int(count), "nothing lost")
+                // One info line per document it finished, with the job and the document.
+                let done = worker.lines(containing: #""msg":"document done""#)
+                #expect(done.count == counters["uploader"]?.visible, "one line per forwarded document")
+                #expect(done.allSatisfy { $0.contains(#""jobId":"job-1""#) && $0.contains(#""documentId":"#) && $0.contains(#""level":"info""#) })
 
                 // An idle worker parked in a long poll stops promptly too.
                 try await broker.createQueue("uploader-none")
