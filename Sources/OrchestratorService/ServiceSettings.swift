@@ -11,6 +11,7 @@ import Orchestrator
 /// | `EXCHANGER_ORCHESTRATOR_LIST_LIMIT` | most exchanges `GET /exchanges` returns (also its default `limit`) | 100 |
 /// | `EXCHANGER_ORCHESTRATOR_LEASE_SECONDS` | lease a replica holds on the exchange it works on | 30 |
 /// | `EXCHANGER_ORCHESTRATOR_POLL_SECONDS` | wait of the work loop when there is nothing to claim | 1 |
+/// | `EXCHANGER_ORCHESTRATOR_CONCURRENT_EXCHANGES` | exchanges one replica advances at once (lanes of its work loop) | 4 |
 /// | `EXCHANGER_ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS` | on SIGTERM, how long the step in hand may still run before it is cancelled | 20 |
 /// | `EXCHANGER_ORCHESTRATOR_CHECK_INTERVAL_SECONDS` | completion check interval of a PROCESSING exchange | 2 |
 /// | `EXCHANGER_ORCHESTRATOR_COPY_RETRIES` | retries of the case-data copy | 3 |
@@ -28,6 +29,9 @@ public struct OrchestratorServiceSettings: Sendable, Hashable {
     public var listLimit: Int = 100
     /// The lease of the exchange a replica works on (30 s).
     public var lease: Duration = .seconds(30)
+    /// Exchanges one replica advances at once (4): each lane of the work loop claims and steps its
+    /// own exchange, so a slow or retrying step of one never holds up another's steps or a cancel.
+    public var concurrentExchanges: Int = 4
     /// The work loop's wait when nothing is claimable (1 s).
     public var pollInterval: Duration = .seconds(1)
     /// How long the step in hand may run on after SIGTERM before it is cancelled (20 s).
@@ -53,6 +57,7 @@ public struct OrchestratorServiceSettings: Sendable, Hashable {
         if let value = try Self.integer(environment, "EXCHANGER_ORCHESTRATOR_LIST_LIMIT", 1...10_000) { listLimit = value }
         if let value = try Self.seconds(environment, "EXCHANGER_ORCHESTRATOR_LEASE_SECONDS", 1...3600) { lease = value }
         if let value = try Self.seconds(environment, "EXCHANGER_ORCHESTRATOR_POLL_SECONDS", 0.01...300) { pollInterval = value }
+        if let value = try Self.integer(environment, "EXCHANGER_ORCHESTRATOR_CONCURRENT_EXCHANGES", 1...64) { concurrentExchanges = value }
         if let value = try Self.seconds(environment, "EXCHANGER_ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS", 0...3600) { shutdownGrace = value }
         if let value = try Self.seconds(environment, "EXCHANGER_ORCHESTRATOR_CHECK_INTERVAL_SECONDS", 0.01...3600) {
             core.drain.checkInterval = value

@@ -23,6 +23,9 @@ extension StopSignal {
 /// The lifecycle work loop of one orchestrator replica: claims the next exchange whose lease is
 /// free or expired, advances it step by step while renewing the lease every third of it, and
 /// starts over; waits ``OrchestratorServiceSettings/pollInterval`` when there is nothing to claim.
+/// ``run(stop:)`` runs ``OrchestratorServiceSettings/concurrentExchanges`` such lanes side by side,
+/// each with its own lease owner (`replica/1`, `replica/2`, …), so an exchange waiting in a copy
+/// retry occupies one lane and the others go on claiming and advancing other exchanges.
 ///
 /// It follows ``ExchangeRunner/workOnce(owner:lease:)`` (an exchange that reaches a final state has
 /// its lease released; one in PROCESSING whose queues still hold messages keeps a lease of the
@@ -53,10 +56,23 @@ public struct OrchestratorWorkLoop: Sendable {
         self.wakeup = wakeup
     }
 
-    /// Works until `stop` is requested (or the task is cancelled). Errors are logged and retried
-    /// with a capped backoff; the exchange at fault keeps its lease until it expires, so another
-    /// attempt comes after the lease at the earliest.
+    /// Works until `stop` is requested (or the task is cancelled), in
+    /// ``OrchestratorServiceSettings/concurrentExchanges`` lanes (see the type). Errors are logged
+    /// and retried with a capped backoff; the exchange at fault keeps its lease until it expires, so
+    /// another attempt comes after the lease at the earliest.
     public func run(stop: StopSignal) async {
+        let lanes = max(1, settings.concurrentExchanges)
+        guard lanes > 1 else { return await runLane(stop: stop) }
+        await withTaskGroup(of: Void.self) { group in
+            for lane in 1...lanes {
+                let loop = OrchestratorWorkLoop(runner: runner, owner: "\(owner)/\(lane)", settings: settings, logger: logger, wakeup: wakeup)
+                group.addTask { await loop.runLane(stop: stop) }
+            }
+        }
+    }
+
+    /// One lane: claims, advances, starts over.
+    func runLane(stop: StopSignal) async {
         var failures = 0
         while !stop.isRequested, !Task.isCancelled {
             do {

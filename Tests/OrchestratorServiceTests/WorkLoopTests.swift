@@ -23,8 +23,55 @@ final class GatedCopier: CaseDataCopying {
     }
 }
 
+/// A copy step that holds the exchanges of one batch until opened, and copies the others at once.
+final class BatchGatedCopier: CaseDataCopying {
+    let gatedBatch: Int64
+    private let gate = GatedCopier()
+
+    init(gatedBatch: Int64) { self.gatedBatch = gatedBatch }
+
+    var entered: Int { gate.entered }
+    func open() { gate.open() }
+
+    func copy(_ exchange: ExchangeRecord) async throws -> CopyOutcome {
+        if exchange.batchID == gatedBatch { return try await gate.copy(exchange) }
+        return try await InMemoryCopier(count: 2).copy(exchange)
+    }
+
+    func recordOutcomes(_ exchange: ExchangeRecord, _ outcomes: DocumentOutcomes) async throws {}
+}
+
 @Suite("The orchestrator's work loop")
 struct WorkLoopTests {
+    @Test("a copy that hangs on one exchange holds up neither another exchange nor a cancel (lanes)")
+    func lanesKeepExchangesApart() async throws {
+        let copier = BatchGatedCopier(gatedBatch: 7)
+        try await withAPI(copier: copier) { api in
+            #expect(api.service.settings.concurrentExchanges == 4, "the default")
+            let stuck = try #require(try await api.call(.POST, "/exchanges", body: requestBody(batch: 7)).json["jobId"] as? String)
+            let stop = StopSignal()
+            let work = Task { await api.workLoop(owner: "replica").run(stop: stop) }
+            #expect(await eventually(timeout: .seconds(20)) { copier.entered > 0 }, "one lane is inside the stuck copy")
+
+            // Another exchange is claimed and advanced by another lane, and a third is cancelled.
+            let other = try #require(try await api.call(.POST, "/exchanges", body: requestBody(batch: 8)).json["jobId"] as? String)
+            let advanced = try await eventually(timeout: .seconds(20)) { try await api.service.store.get(other)?.state == .processing }
+            #expect(advanced, "the second exchange reached PROCESSING while the first copy hangs")
+            let third = try #require(try await api.call(.POST, "/exchanges", body: requestBody(batch: 9)).json["jobId"] as? String)
+            #expect(try await api.call(.POST, "/exchanges/\(third)/cancel").status == 202)
+            let cancelled = try await eventually(timeout: .seconds(20)) { try await api.service.store.get(third)?.state == .cancelled }
+            #expect(cancelled, "the cancel took effect while the first copy hangs")
+            let owner = try await api.service.store.get(stuck)?.owner
+            #expect(try await api.service.store.get(stuck)?.state == .copyingDatabase)
+            #expect(owner?.hasPrefix("replica/") == true, "each lane holds its leases under its own owner name")
+
+            copier.open()
+            #expect(try await eventually(timeout: .seconds(20)) { try await api.service.store.get(stuck)?.state == .processing })
+            stop.request()
+            await work.value
+        }
+    }
+
     @Test("a stop requested before a claim claims nothing")
     func stopBeforeClaim() async throws {
         try await withAPI { api in
