@@ -94,6 +94,34 @@ public struct DeploymentStore: Sendable {
         return try StoreSQL.deployment(row)
     }
 
+    /// Changes the process bounds of a running deployment (`exchanger scale`); the owning
+    /// supervisor applies them on its next pass, still within its supervisor.conf bounds (the
+    /// tighter wins). Returns nil when there is no such deployment or it is stopped (its exchange
+    /// is being torn down): a stopped deployment is never started again by a change of bounds.
+    /// - Throws: ``DeploymentError/Code/invalidArgument`` for bounds out of range.
+    public func setBounds(id: String, minProcs: Int, maxProcs: Int) async throws -> Deployment? {
+        try Validation.identifier(id, what: "deployment id")
+        guard minProcs >= 0 else { throw DeploymentError(.invalidArgument, "min procs must be 0 or more, not \(minProcs)") }
+        guard maxProcs >= minProcs else {
+            throw DeploymentError(.invalidArgument, "max procs (\(maxProcs)) must not be less than min procs (\(minProcs))")
+        }
+        guard maxProcs <= DeploymentSpec.maxProcsLimit else {
+            throw DeploymentError(.invalidArgument, "max procs must be at most \(DeploymentSpec.maxProcsLimit), not \(maxProcs)")
+        }
+        return try await transaction { st in
+            let rows = try await st.query([.text(id), SQLValue(minProcs), SQLValue(maxProcs)]) { t in
+                """
+                UPDATE exchanger_deployments SET min_procs = $2, max_procs = $3, updated_at = \(t.now)
+                WHERE id = $1 AND desired_state = 'running'
+                RETURNING \(StoreSQL.deploymentColumns(t))
+                """
+            }
+            guard let row = rows.first else { return nil }
+            try await st.tx.notify(Self.deploymentsNotification)
+            return try StoreSQL.deployment(row)
+        }
+    }
+
     /// Sets the deployment's desired state to stopped: its supervisor lets the workers finish the
     /// batch in hand and exit. Returns false when there is no such deployment.
     @discardableResult

@@ -79,6 +79,50 @@ struct SupervisorDeploymentTests {
         }
     }
 
+    @Test("`exchanger scale` changes a running deployment's bounds; supervisor.conf's max still caps it; a stopped one stays stopped")
+    func scaleCommandChangesBounds() async throws {
+        try await withTestBroker(.postgres) { broker, url in
+            try await withTemporaryDirectory { directory in
+                let store = DeploymentStore(broker: broker)
+                _ = try await broker.createQueue("doc_exch_s3_copy_queue_8_1")
+                _ = try await broker.sendBatch("doc_exch_s3_copy_queue_8_1", (0..<900).map(Self.message))
+                let supervisor = try SupervisorHarness(
+                    config: Self.config(identifier: "scaled"), directory: directory, arguments: ["--database", url])
+                defer { Task { await supervisor.cleanUp() } }
+                _ = try await store.upsert(DeploymentSpec(
+                    id: "job-8/worker", exchangeID: "job-8", program: "worker", queue: "doc_exch_s3_copy_queue_8_1",
+                    minProcs: 1, maxProcs: 1, messagesPerProc: 100))
+                try await Self.waitFor("1 worker") { try await Self.live(store, deployment: "job-8/worker").count == 1 }
+                try await Task.sleep(for: .seconds(1.5))
+                #expect(try await Self.live(store, deployment: "job-8/worker").count == 1, "max 1: never more, with 900 waiting")
+
+                // Raised to 3 while it runs: 3 workers.
+                let raised = try await runExchanger(["scale", "job-8", "worker", "--max", "3", "--database", url])
+                #expect(raised.status == 0, "\(raised.output)")
+                #expect(raised.output.contains("worker 1-1 -> 1-3"), "\(raised.output)")
+                try await Self.waitFor("3 workers") { try await Self.live(store, deployment: "job-8/worker").count == 3 }
+
+                // Above supervisor.conf's max_procs (4): the tighter bound wins.
+                #expect(try await runExchanger(["scale", "job-8", "worker", "--min", "6", "--max", "9", "--database", url]).status == 0)
+                try await Self.waitFor("4 workers") { try await Self.live(store, deployment: "job-8/worker").count == 4 }
+                try await Task.sleep(for: .seconds(1.5))
+                #expect(try await Self.live(store, deployment: "job-8/worker").count == 4)
+                #expect(try await store.deployment(id: "job-8/worker")?.maxProcs == 9)
+
+                // Refusals: bad bounds (64), an unknown program (1), a stopped deployment (1, and it stays stopped).
+                #expect(try await runExchanger(["scale", "job-8", "worker", "--min", "3", "--max", "2", "--database", url]).status == 64)
+                let unknown = try await runExchanger(["scale", "job-8", "uploader", "--max", "2", "--database", url])
+                #expect(unknown.status == 1)
+                #expect(try await store.requestStop(id: "job-8/worker"))
+                let stopped = try await runExchanger(["scale", "job-8", "worker", "--max", "4", "--database", url])
+                #expect(stopped.status == 1)
+                #expect(try await store.deployment(id: "job-8/worker")?.desiredState == .stopped)
+                try await Self.waitFor("no workers") { try await Self.live(store, deployment: "job-8/worker").isEmpty }
+                #expect(try await supervisor.stop() == 0)
+            }
+        }
+    }
+
     @Test func scalesOnQueueDepthAndStopsOnRequest() async throws {
         try await withTestBroker(.postgres) { broker, url in
             try await withTemporaryDirectory { directory in
