@@ -44,6 +44,12 @@ struct WholeExchangeTests {
                 try await fixture.batchStatus(caseID: 1002, batchID: 7) == .finished
             }
             #expect(finished)
+            // The orchestrator wrote each document's outcome into the destination's ledger.
+            let ledger = try await runCaseSQL(fixture.databases, 1002, """
+                SELECT outcome, count(*) AS n FROM exchange_documents WHERE job_id = $1 GROUP BY outcome
+                """, [.text(result.jobId)])
+            #expect(ledger.count == 1 && ledger.first?["outcome"].string == "delivered" && ledger.first?["n"].int == 60, "\(ledger)")
+            #expect(result.leftBehind?.failed == [] && result.leftBehind?.notFound == [] && result.leftBehind?.truncated == false)
 
             // The same request again (a client retrying): the same job, nothing copied twice.
             let again = try await run.run(requestJSON: demo.requestJSON(includeNatives: true))
