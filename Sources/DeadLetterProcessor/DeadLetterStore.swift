@@ -141,7 +141,7 @@ public struct DeadLetterStore: Sendable {
             return "its queue was removed; send the body to a queue that exists with --to"
         }
         return "the queue was removed when exchange \(job) ended: exchange the document\(source) again, "
-            + "in a new request with documentIds and an Idempotency-Key of its own"
+            + "by submitting the same request with \"skipExchanged\": true (it copies only what was not delivered)"
     }
 
     // MARK: Rows
