@@ -114,6 +114,14 @@ public struct OrchestratorWorkLoop: Sendable {
                 defer { group.cancelAll() }
                 return try await group.next() ?? nil
             }
+        } catch let error as OrchestratorError where error.code == .stateConflict {
+            // The exchange moved while the step ran (a cancel, most often): nothing failed. The
+            // lease goes back at once, so its next step (the teardown) does not wait for it.
+            logger.info("exchange changed while a step ran; the lease is given back", metadata: [
+                "jobId": "\(jobID)", "reason": "\(error.message)",
+            ])
+            await release(jobID)
+            return claimed
         } catch {
             if Task.isCancelled || error is CancellationError { await release(jobID) }
             throw error

@@ -72,6 +72,26 @@ struct WorkLoopTests {
         }
     }
 
+    @Test("a cancel that lands while a step runs is no failure: the step gives the lease back and the teardown follows at once")
+    func cancelDuringAStepIsNoFailure() async throws {
+        let copier = GatedCopier()
+        try await withAPI(copier: copier) { api in
+            let jobID = try #require(try await api.call(.POST, "/exchanges", body: requestBody()).json["jobId"] as? String)
+            let loop = api.workLoop(owner: "replica-c")
+            let work = Task { try await loop.workOnce(stop: StopSignal()) }
+            #expect(await eventually(timeout: .seconds(20)) { copier.entered > 0 })
+            #expect(try await api.call(.POST, "/exchanges/\(jobID)/cancel").status == 202)
+            copier.open()
+            // The copy's transition finds the exchange cancelled: workOnce returns, it does not throw.
+            _ = try await work.value
+            let record = try #require(try await api.service.store.get(jobID))
+            #expect(record.state == .tearingDown(.cancelled))
+            #expect(record.owner == nil, "the lease was given back, not left to expire")
+            _ = try await loop.workOnce(stop: StopSignal())
+            #expect(try await api.service.store.get(jobID)?.state == .cancelled)
+        }
+    }
+
     @Test("a stop requested before a claim claims nothing")
     func stopBeforeClaim() async throws {
         try await withAPI { api in
