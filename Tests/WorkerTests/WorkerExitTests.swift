@@ -4,6 +4,10 @@ import Foundation
 import Testing
 import WorkerRuntime
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A worker that decides to exit is gone at once, whatever its clean-up is waiting for.
 @Suite("Worker exit")
 struct WorkerExitTests {
@@ -17,6 +21,42 @@ struct WorkerExitTests {
         #expect(ContinuousClock.now - start < .seconds(60), "returned after the grace, not after the clean-up")
         let quick = await WorkerProcess.finish(within: .seconds(10)) {}
         #expect(quick)
+    }
+
+    /// Every worker executable; the last two are global processors on their default queues.
+    static let kinds = [
+        "exchanger-s3-copy", "exchanger-pre-uploader", "exchanger-uploader", "exchanger-re-ocr", "exchanger-search-text",
+        "exchanger-status-update", "exchanger-dlq",
+    ]
+
+    @Test("SIGTERM in a 60 s long poll: every worker kind exits 0 at once, not after the poll", arguments: kinds)
+    func sigtermDuringLongPoll(_ kind: String) async throws {
+        try await withTestBroker(.postgres) { broker, url in
+            try await withTemporaryDirectory { directory in
+                var arguments = ["--database", url, "--wait", "60"]
+                if !["exchanger-status-update", "exchanger-dlq"].contains(kind) {
+                    try await broker.createQueue("idle-q")
+                    arguments = ["--queue", "idle-q"] + arguments
+                }
+                let worker = try WorkerProcessHandle(kind, arguments, environment: [
+                    "EXCHANGER_STORAGE_URL": "file://" + directory.path,
+                    "EXCHANGER_CASE_DATABASE_URL": "sqlite://\(directory.path)/{database}.sqlite",
+                    "EXCHANGER_DOCUMENT_ENGINE_URL": "local",
+                ])
+                let started = await eventually(timeout: .seconds(30)) { worker.log(containing: "worker started") }
+                #expect(started, "\(kind) started")
+                // Inside its first long poll on an empty queue.
+                try await Task.sleep(for: .milliseconds(500))
+                let signalled = ContinuousClock.now
+                worker.signal(SIGTERM)
+                #expect(try await worker.wait(timeout: .seconds(45)) == 0)
+                let elapsed = ContinuousClock.now - signalled
+                // Far below the 60 s poll; loose, because this runs beside the parallel suites.
+                #expect(elapsed < .seconds(20), "\(kind) exited \(elapsed) after SIGTERM")
+                #expect(worker.log(containing: "stop requested"))
+                print("sigterm-exit \(kind) \(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000) ms")
+            }
+        }
     }
 
     /// The PROCESSES of `exchanger ps --json`.
