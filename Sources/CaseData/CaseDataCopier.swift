@@ -215,12 +215,15 @@ public struct CaseDataCopier: CaseCopyEngine {
             let shapes = shapesByTable
             var counts = try await select(source: source, order: order, shapes: shapes, selection: selection, excluding: [])
             guard let root = shapes[settings.rootTable] else { throw CaseDataError(.invalidSchema, "no table '\(settings.rootTable)'") }
-            let present = Set(try await source.query("SELECT id FROM \(root.selection)").compactMap { $0["id"].int64 })
+            // The selected root ids, read only when something needs them: a label or folder of
+            // 100,000 documents with nothing to skip does not pay for it.
+            var requested: [Int64]?
+            if case .documentIDs(let ids) = selection { requested = ids }
+            let present: Set<Int64> = requested == nil && skipCandidates.isEmpty && recordedSkips.isEmpty
+                ? []
+                : Set(try await source.query("SELECT id FROM \(root.selection)").compactMap { $0["id"].int64 })
             // Requested ids the source does not have (the root selection holds the ones it has).
-            var notFound: [Int64] = []
-            if case .documentIDs(let ids) = selection {
-                notFound = Set(ids).subtracting(present).sorted()
-            }
+            let notFound = requested.map { Set($0).subtracting(present).sorted() } ?? []
             // Documents an earlier job delivered (skipExchanged): left out, and recorded before
             // anything is written, so a re-run of the job skips the same ones.
             let skipped = recordedSkips.isEmpty
