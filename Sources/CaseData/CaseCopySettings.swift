@@ -171,9 +171,16 @@ public struct CaseCopyOptions: Sendable, Hashable {
     /// ``CaseCopyReport/skippedDocuments``. False copies them again, as new documents.
     public var skipExchanged: Bool
 
+    /// The job whose id map this copy reuses (a retry of that job's left-behind documents): a
+    /// selected row that job copied keeps the destination id it got then, so rows already in the
+    /// destination are not copied twice; only rows that job did not copy get new ids. The job must
+    /// have copied from the same source case into the same destination case.
+    public var reuseIDsOf: String?
+
     /// A value with the given fields.
-    public init(skipExchanged: Bool = false) {
+    public init(skipExchanged: Bool = false, reuseIDsOf: String? = nil) {
         self.skipExchanged = skipExchanged
+        self.reuseIDsOf = reuseIDsOf
     }
 }
 
@@ -257,6 +264,11 @@ public protocol CaseCopyEngine: Sendable {
     /// (`exchange_documents`); idempotent.
     /// - Returns: the ledger rows changed.
     func recordOutcomes(destinationCase: Int64, jobID: String, outcomes: CaseDocumentOutcomes) async throws -> Int
+
+    /// The source documents the job left behind, ascending: its ledger rows that ended `failed` or
+    /// `not_found`, less those another job has delivered into the case since (their destination
+    /// document still existing). What a retry of the job copies (``CaseCopyOptions/reuseIDsOf``).
+    func leftBehind(destinationCase: Int64, jobID: String) async throws -> [Int64]
 }
 
 extension CaseCopyEngine {

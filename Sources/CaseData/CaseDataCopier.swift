@@ -34,6 +34,10 @@ import SQLiteClient
 ///   ``recordOutcomes(destinationCase:jobID:outcomes:)`` sets how it ended. With
 ///   ``CaseCopyOptions/skipExchanged`` a document an earlier job from the same source case
 ///   delivered (its destination document still existing) is left out and recorded as `skipped`.
+/// - A retry (``CaseCopyOptions/reuseIDsOf``) gives every selected row the earlier job copied the
+///   destination id it got then: rows still in the destination are not inserted again, so the
+///   documents that earlier job left behind (``leftBehind(destinationCase:jobID:)``) go through
+///   once more without a row copied twice.
 /// - A copy that fails for good (not cancelled, not a transient database error, not an error of
 ///   the table hook) removes the rows the job inserted (recorded in `exchange_copy_inserted`), its
 ///   id map and checkpoints; a finished job is never undone.
@@ -166,6 +170,7 @@ public struct CaseDataCopier: CaseCopyEngine {
         let kind = source.kind
         try await destination.execute(kind == .postgres ? CaseSchema.postgresV2 : CaseSchema.sqliteV2)
         try await destination.execute(kind == .postgres ? CaseSchema.postgresV4 : CaseSchema.sqliteV4)
+        if let reuse = options.reuseIDsOf { try await Self.checkReuse(destination, reuse: reuse, jobID: jobID, sourceCase: sourceCase) }
         let sourceCatalog = try await CaseCatalog.load(source)
         let destinationCatalog = try await CaseCatalog.load(destination)
         var extraEdges: [(String, String)] = []
@@ -263,7 +268,8 @@ public struct CaseDataCopier: CaseCopyEngine {
                     remap = try await bitRemap(source: source, destination: destination, jobID: jobID, available: shapes[settings.confidentialityTable] != nil)
                 }
                 let inserted = try await copyTable(
-                    shape, shapes: shapes, source: source, destination: destination, jobID: jobID, selected: selected, remap: remap)
+                    shape, shapes: shapes, source: source, destination: destination, jobID: jobID, selected: selected, remap: remap,
+                    reuse: options.reuseIDsOf)
                 logger.debug("table copied", metadata: ["jobId": "\(jobID)", "table": "\(name)", "selected": "\(selected)", "inserted": "\(inserted)"])
                 reports.append(CaseCopyTableReport(table: name, selectedRows: selected, insertedRows: inserted, resumed: false))
                 if let afterTable { try await afterTable(name, inserted) }
@@ -400,6 +406,46 @@ public struct CaseDataCopier: CaseCopyEngine {
                         .text(document.earlierJobID),
                     ])
             }
+        }
+    }
+
+    /// A job's id map may be reused only by another job, and only for the same source case: the
+    /// ledger says where the job copied from (a job without ledger rows has nothing to reuse).
+    private static func checkReuse(_ destination: CaseSQLConnection, reuse: String, jobID: String, sourceCase: Int64) async throws {
+        guard reuse != jobID, !reuse.isEmpty else {
+            throw CaseDataError(.invalidArgument, "job \(jobID) cannot reuse its own id map")
+        }
+        let cases = try await destination.query(
+            "SELECT DISTINCT source_case_id FROM exchange_documents WHERE job_id = $1", [.text(reuse)]
+        ).compactMap { $0["source_case_id"].int64 }
+        guard !cases.isEmpty else {
+            throw CaseDataError(.notFound, "job \(reuse) copied no documents into this case: there is no id map to reuse")
+        }
+        guard cases == [sourceCase] else {
+            throw CaseDataError(
+                .invalidArgument,
+                "job \(reuse) copied from case \(cases.map(String.init).joined(separator: ", ")), not \(sourceCase): its id map does not apply")
+        }
+    }
+
+    public func leftBehind(destinationCase: Int64, jobID: String) async throws -> [Int64] {
+        let destination = try await databases.open(caseID: destinationCase)
+        do {
+            try await destination.execute(destination.kind == .postgres ? CaseSchema.postgresV4 : CaseSchema.sqliteV4)
+            let ids = try await destination.query("""
+                SELECT DISTINCT e.source_document_id FROM exchange_documents e
+                WHERE e.job_id = $1 AND e.outcome IN ('failed', 'not_found')
+                  AND NOT EXISTS (
+                    SELECT 1 FROM exchange_documents l JOIN \(CaseSQLConnection.quote(settings.rootTable)) d ON d.id = l.destination_document_id
+                    WHERE l.source_case_id = e.source_case_id AND l.source_document_id = e.source_document_id AND l.outcome = 'delivered')
+                ORDER BY e.source_document_id
+                """, [.text(jobID)]
+            ).compactMap { $0["source_document_id"].int64 }
+            await destination.close()
+            return ids
+        } catch {
+            await destination.close()
+            throw CaseDatabases.wrap(error, "left-behind documents of \(jobID)")
         }
     }
 
@@ -777,7 +823,7 @@ public struct CaseDataCopier: CaseCopyEngine {
 
     private func copyTable(
         _ shape: TableShape, shapes: [String: TableShape], source: CaseSQLConnection, destination: CaseSQLConnection, jobID: String,
-        selected: Int, remap: BitRemap?
+        selected: Int, remap: BitRemap?, reuse: String?
     ) async throws -> Int {
         let q = CaseSQLConnection.quote
         let settings = self.settings
@@ -814,9 +860,18 @@ public struct CaseDataCopier: CaseCopyEngine {
                     // Without it SQLite may drive the joins below from the id map and scan the stage per row.
                     try await destination.execute("CREATE UNIQUE INDEX temp.exch_stage_key ON exch_stage (\(pk))")
                 }
-                // 2. New ids: merged into an existing row of the same name, else the destination's next id.
+                // 2. New ids: the one the reused job gave the row (a retry), else merged into an
+                //    existing row of the same name, else the destination's next id.
                 let mapBinds: [SQLValue] = [.text(jobID), .text(shape.name)]
                 let unmapped = "NOT EXISTS (SELECT 1 FROM exchange_id_map m WHERE m.job_id = $1 AND m.table_name = $2 AND m.old_id = s.\(pk))"
+                if let reuse {
+                    try await destination.query("""
+                        INSERT INTO exchange_id_map (job_id, table_name, old_id, new_id)
+                        SELECT CAST($1 AS text), CAST($2 AS text), s.\(pk), r.new_id FROM exch_stage s
+                        JOIN exchange_id_map r ON r.job_id = $3 AND r.table_name = $2 AND r.old_id = s.\(pk)
+                        WHERE \(unmapped)
+                        """, mapBinds + [.text(reuse)])
+                }
                 if let mergeColumn = settings.mergeByColumn[shape.name], shape.columns.contains(mergeColumn) {
                     try await destination.query("""
                         INSERT INTO exchange_id_map (job_id, table_name, old_id, new_id)

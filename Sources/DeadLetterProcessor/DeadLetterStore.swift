@@ -134,14 +134,15 @@ public struct DeadLetterStore: Sendable {
     }
 
     /// What to do when a dead letter's queue is gone: an exchange's queues are deleted when it
-    /// ends, so the document has to be exchanged again.
+    /// ends, so its left-behind documents go through again in a retry of the exchange.
     static func endedExchangeHint(_ record: DeadLetterRecord) -> String {
         let source = (try? DocumentTask.decode(record.body)).map { " (source document \($0.sourceDocumentID))" } ?? ""
         guard let job = record.jobID else {
             return "its queue was removed; send the body to a queue that exists with --to"
         }
-        return "the queue was removed when exchange \(job) ended: exchange the document\(source) again, "
-            + "by submitting the same request with \"skipExchanged\": true (it copies only what was not delivered)"
+        return "the queue was removed when exchange \(job) ended: retry the exchange with `exchanger retry \(job)` "
+            + "(POST /exchanges/\(job)/retry); it sends the documents it left behind\(source) through again, "
+            + "reusing their destination rows"
     }
 
     // MARK: Rows

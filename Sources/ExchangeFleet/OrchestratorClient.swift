@@ -174,6 +174,27 @@ public struct OrchestratorClient: Sendable {
         return try decode(Cancelled.self, body)
     }
 
+    /// The answer to `POST /exchanges/{jobId}/retry`.
+    public struct Retried: Sendable, Hashable, Codable {
+        /// The retry's job id.
+        public var jobId: String
+        /// Its state when answered.
+        public var state: String
+        /// False when the same documents were retried before (the earlier retry is returned).
+        public var created: Bool
+        /// The exchange retried.
+        public var retryOf: String
+        /// The documents the retry selects.
+        public var documents: Int
+    }
+
+    /// `POST /exchanges/{jobId}/retry`: a new exchange for the documents `jobID` left behind.
+    public func retry(_ jobID: String) async throws -> Retried {
+        let (status, body) = try await execute(try makeRequest("/exchanges/" + Self.escape(jobID) + "/retry", method: .POST))
+        guard status == 200 || status == 202 else { throw failure(status, body) }
+        return try decode(Retried.self, body)
+    }
+
     /// Whether `/readyz` answers 200.
     public func isReady() async -> Bool {
         guard let request = try? makeRequest("/readyz", method: .GET, authenticated: false) else { return false }

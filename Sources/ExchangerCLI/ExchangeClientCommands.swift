@@ -79,6 +79,34 @@ struct SubmitCommand: AsyncParsableCommand {
     }
 }
 
+/// `exchanger retry JOB_ID`: a follow-up exchange for the documents an ended exchange left behind.
+struct RetryCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "retry",
+        abstract: "Retry the documents an ended exchange left behind (failed or not found) as a new exchange.",
+        discussion: """
+            The retry has the exchange's request with its left-behind documents as the selection. \
+            Rows the first exchange copied keep their destination ids, so no row is copied twice; \
+            documents another exchange delivered since are left out. Retrying the same exchange \
+            again while the same documents are left behind returns the same retry ("created": false); \
+            to go on after a retry that ended with failures, retry the retry.
+            """)
+
+    @OptionGroup var connection: OrchestratorClientOptions
+    @Argument(help: "The ended exchange's job id.") var jobID: String
+    @Flag(help: "Watch the retry until it ends (exit 1 unless FINISHED).") var watch = false
+    @Option(help: "Seconds --watch waits.") var timeout: Double = 3600
+
+    func run() async throws {
+        try await OrchestratorClientOptions.reportingErrors {
+            let client = try connection.client()
+            let retried = try await client.retry(jobID)
+            print(#"{"created":\#(retried.created),"documents":\#(retried.documents),"jobId":"\#(retried.jobId)","retryOf":"\#(retried.retryOf)","state":"\#(retried.state)"}"#)
+            if watch { try await watchExchange(client, jobID: retried.jobId, timeout: timeout) }
+        }
+    }
+}
+
 /// `exchanger status [JOB_ID]`: one exchange as JSON, or the list.
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

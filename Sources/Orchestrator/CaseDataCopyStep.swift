@@ -26,7 +26,7 @@ public struct CaseDataCopyStep: CaseDataCopying {
         }
         let report = try await engine.copy(
             sourceCase: request.sourceCaseID, destinationCase: request.destinationCaseID, selection: selection, jobID: exchange.jobID,
-            options: CaseCopyOptions(skipExchanged: request.skipExchanged))
+            options: CaseCopyOptions(skipExchanged: request.skipExchanged, reuseIDsOf: request.retryOf))
         // By source id, so the payload's order (and its resumable cursor) never depends on the engine's.
         return CopyOutcome(
             documents: report.documents.sorted { $0.sourceDocumentID < $1.sourceDocumentID }.map(Self.document), warnings: Self.warnings(report),
@@ -39,6 +39,10 @@ public struct CaseDataCopyStep: CaseDataCopying {
         _ = try await engine.recordOutcomes(
             destinationCase: exchange.destinationCaseID, jobID: exchange.jobID,
             outcomes: CaseDocumentOutcomes(delivered: outcomes.delivered.subtracting(outcomes.failed), notFound: outcomes.notFound))
+    }
+
+    public func leftBehindSourceDocuments(_ exchange: ExchangeRecord) async throws -> [Int64] {
+        try await engine.leftBehind(destinationCase: exchange.destinationCaseID, jobID: exchange.jobID)
     }
 
     /// The report's warnings, excluded documents and not-found ids as sentences; nil when none.

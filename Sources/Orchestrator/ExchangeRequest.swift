@@ -84,6 +84,10 @@ public struct ExchangeRequest: Sendable, Hashable, Codable {
     /// the destination case (their destination document still existing); they are reported as
     /// skipped. False (the default) copies them again, as new documents.
     public var skipExchanged: Bool
+    /// The exchange this one retries (`POST /exchanges/{jobId}/retry`): its left-behind documents
+    /// are the selection, and rows that exchange copied keep their destination ids. Set by the
+    /// orchestrator, never by a client: the API refuses the field in a request body.
+    public var retryOf: String?
 
     /// The routing every annotation type gets when the request does not name one.
     public static let defaultRouting: AnnotationRouting = .layer
@@ -132,7 +136,14 @@ public struct ExchangeRequest: Sendable, Hashable, Codable {
 
     /// Validates a decoded JSON object (see ``parse(_:limits:)``).
     public static func parse(_ object: [String: JSONValue], limits: RequestLimits = .init()) throws(OrchestratorError) -> ExchangeRequest {
-        if let unknown = object.keys.sorted().first(where: { !fields.contains($0) }) {
+        try parse(object, limits: limits, stored: false)
+    }
+
+    /// `stored`: a request the orchestrator wrote, which may carry `retryOf`.
+    private static func parse(
+        _ object: [String: JSONValue], limits: RequestLimits, stored: Bool
+    ) throws(OrchestratorError) -> ExchangeRequest {
+        if let unknown = object.keys.sorted().first(where: { !fields.contains($0) && !(stored && $0 == "retryOf") }) {
             throw OrchestratorError(.invalidRequest, "unknown field", field: unknown)
         }
         let source = try requiredID(object, "sourceCaseId")
@@ -170,6 +181,11 @@ public struct ExchangeRequest: Sendable, Hashable, Codable {
         request.batesAs = try routing(object, "batesAs")
         request.confidentialityCodesAs = try routing(object, "confidentialityCodesAs")
         request.skipExchanged = try optionalBool(object, "skipExchanged")
+        switch object["retryOf"] {
+        case nil, .null?: break
+        case .string(let job)? where !job.isEmpty && job.utf8.count <= 200: request.retryOf = job
+        default: throw OrchestratorError(.invalidRequest, "must be a job id", field: "retryOf")
+        }
         try request.validate(limits: limits)
         return request
     }
@@ -212,7 +228,8 @@ public struct ExchangeRequest: Sendable, Hashable, Codable {
 
     /// The idempotency key stored for this request: the client's (`Idempotency-Key` header) when
     /// given, else derived from source case, destination case, batch and selection (SHA-256), and
-    /// `skipExchanged` when it is true (so a skipping repeat of a request is a new exchange).
+    /// `skipExchanged` when it is true (so a skipping repeat of a request is a new exchange), and
+    /// `retryOf` when set (a retry is never the exchange it retries).
     /// - Throws: ``OrchestratorError/Code/invalidRequest`` (field `Idempotency-Key`) for an empty
     ///   key, one over 200 bytes, or one with control characters.
     public func idempotencyKey(client: String? = nil) throws(OrchestratorError) -> String {
@@ -225,7 +242,7 @@ public struct ExchangeRequest: Sendable, Hashable, Codable {
             return "client:" + client
         }
         let input = "exchange-request/v1\u{1F}\(sourceCaseID)\u{1F}\(destinationCaseID)\u{1F}\(batchID)\u{1F}\(selection.canonical)"
-            + (skipExchanged ? "\u{1F}skipExchanged" : "")
+            + (skipExchanged ? "\u{1F}skipExchanged" : "") + (retryOf.map { "\u{1F}retryOf:" + $0 } ?? "")
         return "sha256:" + SHA256.hash(data: Data(input.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
@@ -245,13 +262,13 @@ public struct ExchangeRequest: Sendable, Hashable, Codable {
     private enum CodingKeys: String, CodingKey {
         case sourceCaseID = "sourceCaseId", destinationCaseID = "destinationCaseId", batchID = "batchId", labelID = "labelId"
         case folderID = "folderId", documentIDs = "documentIds", requiresAnnotations, includeNatives, redactionsAs
-        case highlightsAs, notesAs, stickersAs, batesAs, confidentialityCodesAs, skipExchanged
+        case highlightsAs, notesAs, stickersAs, batesAs, confidentialityCodesAs, skipExchanged, retryOf
     }
 
     /// A value with the given fields.
     public init(from decoder: any Decoder) throws {
         let object = try decoder.singleValueContainer().decode([String: JSONValue].self)
-        self = try Self.parse(object, limits: RequestLimits(maxDocumentIDs: .max))
+        self = try Self.parse(object, limits: RequestLimits(maxDocumentIDs: .max), stored: true)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -278,6 +295,7 @@ public struct ExchangeRequest: Sendable, Hashable, Codable {
         try container.encode(confidentialityCodesAs, forKey: .confidentialityCodesAs)
         // Only when set: a stored request of an older build reads back the same.
         if skipExchanged { try container.encode(true, forKey: .skipExchanged) }
+        try container.encodeIfPresent(retryOf, forKey: .retryOf)
     }
 
     // MARK: Field checks

@@ -102,6 +102,10 @@ public protocol CaseDataCopying: Sendable {
     /// destination case's ledger), when the exchange ends; idempotent. Every copied document not
     /// delivered or not found counts as failed.
     func recordOutcomes(_ exchange: ExchangeRecord, _ outcomes: DocumentOutcomes) async throws
+
+    /// The source documents an ended exchange left behind (failed or not found, and not delivered
+    /// by another exchange since), ascending: what a retry of it selects.
+    func leftBehindSourceDocuments(_ exchange: ExchangeRecord) async throws -> [Int64]
 }
 
 /// Settings of payload construction.

@@ -1,9 +1,10 @@
 import Broker
+import CaseData
 import Foundation
 import Logging
 import Orchestrator
 
-/// What the HTTP API does, independent of HTTP: accepts, reads, lists and cancels exchanges on the
+/// What the HTTP API does, independent of HTTP: accepts, reads, lists, cancels and retries exchanges on the
 /// ``ExchangeStore`` and ``ExchangeRunner`` of one broker.
 public struct ExchangeService: Sendable {
     /// The broker whose database holds the exchanges.
@@ -65,6 +66,39 @@ public struct ExchangeService: Sendable {
         case .tearingDown(.cancelled), .cancelled: return result
         default: throw OrchestratorError(.stateConflict, "exchange \(jobID) is already \(result.state)")
         }
+    }
+
+    /// Retries an ended exchange's left-behind documents (failed or not found, and not delivered by
+    /// another exchange since, read from the destination case's ledger) as a new exchange with the
+    /// same request, those documents as its selection and `retryOf` set: rows the first exchange
+    /// copied keep their destination ids, so nothing is copied twice. Idempotent: while the same
+    /// documents are left behind, a second call returns the same retry (`created` false); to retry
+    /// again after a retry ended with failures, retry the retry.
+    /// - Throws: ``OrchestratorError`` `.notFound`; `.stateConflict` when the exchange has not
+    ///   ended or left nothing behind.
+    public func retry(_ jobID: String) async throws -> (record: ExchangeRecord, created: Bool) {
+        guard let record = try await store.get(jobID) else { throw OrchestratorError(.notFound, "no exchange has job id '\(jobID)'") }
+        guard record.state.isFinal else {
+            throw OrchestratorError(
+                .stateConflict, "exchange \(jobID) is \(record.state.name); retry it once it has ended (cancel it to end it now)")
+        }
+        let documents: [Int64]
+        do {
+            documents = try await runner.copier.leftBehindSourceDocuments(record)
+        } catch let error as CaseDataError where error.code == .notFound {
+            throw OrchestratorError(.stateConflict, "exchange \(jobID) cannot be retried: \(error.message)")
+        }
+        guard !documents.isEmpty else {
+            throw OrchestratorError(
+                .stateConflict,
+                "exchange \(jobID) left no document behind that is still undelivered (its failed and not-found documents were delivered since, or it copied none: resubmit its request instead)")
+        }
+        var request = record.request
+        request.selection = .documents(documents)
+        request.skipExchanged = false
+        request.retryOf = jobID
+        // The documents come from the ledger, not from a client: no request-size limit applies.
+        return try await store.accept(request, idempotencyKey: try request.idempotencyKey(), limits: RequestLimits(maxDocumentIDs: .max))
     }
 
     /// Whether the broker answers a query within `timeout`.

@@ -49,8 +49,11 @@ public struct ExchangeView: Sendable, Hashable, Encodable {
     public var step: Step
     /// Bumped by every transition.
     public var version: Int64
-    /// The accepted request.
+    /// The accepted request (for a retry: the retried exchange's request, its left-behind
+    /// documents as `documentIds`).
     public var request: ExchangeRequest
+    /// The exchange this one retries (`POST /exchanges/{jobId}/retry`).
+    public var retryOf: String?
     /// Document counts (live while it runs, stored once it ended).
     public var documents: Documents
     /// Per stage program (`s3-copy`, `pre-uploader`, `uploader`, `re-ocr`, `search-text`).
@@ -82,6 +85,8 @@ public struct ExchangeView: Sendable, Hashable, Encodable {
         step = Step(number: number, of: ExchangeState.happyPath.count, description: Self.describe(record.state))
         version = record.version
         request = record.request
+        request.retryOf = nil
+        retryOf = record.request.retryOf
         let total = record.totalDocuments
         documents = Documents(
             total: total, copied: summary?.copied ?? 0, notFound: summary?.notFound ?? 0, failed: summary?.failed ?? 0,

@@ -191,6 +191,35 @@ paths:
           $ref: '#/components/responses/Error'
         '503':
           $ref: '#/components/responses/Unavailable'
+  /exchanges/{jobId}/retry:
+    parameters:
+      - name: jobId
+        in: path
+        required: true
+        schema:
+          type: string
+    post:
+      operationId: retryExchange
+      summary: Retry the documents an ended exchange left behind
+      description: |
+        Starts a new exchange for the documents the exchange left behind (failed or not found, read
+        from the destination case's ledger, less those another exchange delivered since); the request
+        body is ignored. The retry has the exchange's request, those documents as documentIds, and
+        retryOf set. Rows the first exchange copied keep their destination ids, so no row is copied
+        twice. While the same documents are left behind, retrying again answers the same retry with
+        created false; after a retry that ended with failures, retry the retry. An exchange that has
+        not ended, or left nothing behind, answers 409; an unknown job id 404.
+      responses:
+        '202':
+          $ref: '#/components/responses/Retried'
+        '401':
+          $ref: '#/components/responses/Unauthorized'
+        '404':
+          $ref: '#/components/responses/Error'
+        '409':
+          $ref: '#/components/responses/Error'
+        '503':
+          $ref: '#/components/responses/Unavailable'
   /healthz:
     get:
       operationId: health
@@ -298,6 +327,30 @@ components:
                 type: string
               created:
                 type: boolean
+    Retried:
+      description: The retry was accepted (or, with created false, an earlier retry of the same documents).
+      headers:
+        Location:
+          schema:
+            type: string
+      content:
+        application/json:
+          schema:
+            type: object
+            required: [jobId, state, created, retryOf, documents]
+            properties:
+              jobId:
+                type: string
+              state:
+                type: string
+              created:
+                type: boolean
+              retryOf:
+                type: string
+                description: The exchange retried.
+              documents:
+                type: integer
+                description: The documents the retry selects.
     Unauthorized:
       description: "No or an invalid bearer token (with `WWW-Authenticate: Bearer`)."
       content:
@@ -419,6 +472,9 @@ components:
           type: integer
         request:
           $ref: '#/components/schemas/ExchangeRequest'
+        retryOf:
+          type: string
+          description: The exchange this one retries (POST /exchanges/{jobId}/retry); its request's documentIds are what that exchange left behind.
         documents:
           type: object
           required: [copied, notFound, failed, skipped]

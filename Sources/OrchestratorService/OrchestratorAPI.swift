@@ -20,6 +20,8 @@ public struct APIRoute: Sendable, Hashable {
         case list
         /// `POST /exchanges/{jobId}/cancel`, `DELETE /exchanges/{jobId}` (its alias).
         case cancel
+        /// `POST /exchanges/{jobId}/retry`.
+        case retry
         /// `GET /healthz`.
         case health
         /// `GET /readyz`.
@@ -56,6 +58,7 @@ public enum OrchestratorAPI {
         APIRoute(method: "GET", path: "/exchanges/{jobId}", endpoint: .get, authenticated: true),
         APIRoute(method: "DELETE", path: "/exchanges/{jobId}", endpoint: .cancel, authenticated: true),
         APIRoute(method: "POST", path: "/exchanges/{jobId}/cancel", endpoint: .cancel, authenticated: true),
+        APIRoute(method: "POST", path: "/exchanges/{jobId}/retry", endpoint: .retry, authenticated: true),
         APIRoute(method: "GET", path: "/healthz", endpoint: .health, authenticated: false),
         APIRoute(method: "GET", path: "/readyz", endpoint: .ready, authenticated: false),
         APIRoute(method: "GET", path: "/metrics", endpoint: .metrics, authenticated: false),
@@ -204,6 +207,7 @@ struct Handler: Sendable {
     func respond(_ route: APIRoute, _ request: Request, _ context: BasicRequestContext) async -> Response {
         let started = ContinuousClock.now
         var jobID = context.parameters.get("jobId")
+        var retryJobID: String?
         let response: Response
         do {
             if route.authenticated { try authenticate(request) }
@@ -215,6 +219,10 @@ struct Handler: Sendable {
             case .get: response = try await get(jobID)
             case .list: response = try await list(request)
             case .cancel: response = try await cancel(jobID)
+            case .retry:
+                let (result, id) = try await retry(jobID)
+                if let id { retryJobID = id }
+                response = result
             case .health: response = JSONBody.response(.ok, ["status": "ok"])
             case .ready:
                 response = await service.isReady()
@@ -242,6 +250,7 @@ struct Handler: Sendable {
             "ms": "\((ContinuousClock.now - started).wholeMilliseconds)",
         ]
         if let jobID { metadata["jobId"] = "\(jobID)" }
+        if let retryJobID { metadata["retryJobId"] = "\(retryJobID)" }
         // Reads that succeed (clients polling an exchange every 250 ms, probes, scrapes) log at
         // debug, so a log tail shows changes and failures; every write and every failure at info.
         let quiet = request.method == .get && response.status.code < 400
@@ -360,6 +369,24 @@ struct Handler: Sendable {
             var teardownTarget: String?
         }
         return JSONBody.response(.accepted, Cancelled(jobId: record.jobID, state: record.state.name, teardownTarget: record.state.teardownTarget?.rawValue))
+    }
+
+    private func retry(_ jobID: String?) async throws -> (Response, String?) {
+        guard let jobID else { throw APIFailure(.notFound, "notFound", "no exchange has this job id") }
+        let (record, created) = try await service.retry(jobID)
+        struct Accepted: Encodable {
+            var jobId: String
+            var state: String
+            var created: Bool
+            var retryOf: String
+            var documents: Int
+        }
+        var documents = 0
+        if case .documents(let ids) = record.request.selection { documents = ids.count }
+        var response = JSONBody.response(
+            .accepted, Accepted(jobId: record.jobID, state: record.state.name, created: created, retryOf: jobID, documents: documents))
+        response.headers[.location] = "/exchanges/\(record.jobID)"
+        return (response, record.jobID)
     }
 
     /// A state by its name; `TEARING_DOWN` for either teardown target is not a filter the store

@@ -90,4 +90,59 @@ struct RepeatExchangeTests {
             #expect(changed == 0)
         }
     }
+
+    @Test("a retry reuses the earlier job's id map: its left-behind documents keep their destination rows, nothing is inserted twice, and only the same source case may reuse it", arguments: Backend.allCases)
+    func retryReusesTheIDMap(backend: Backend) async throws {
+        try await withCaseDatabases(backend) { databases in
+            try await seedPair(databases, source: 31, destination: 32, documents: 6)
+            let copier = CaseDataCopier(databases: databases)
+            let source = try await TestCaseConnection.open(databases, caseID: 31)
+            let all = try await source.ids("SELECT id FROM documents").sorted()
+            await source.close()
+            let first = try await copier.copy(sourceCase: 31, destinationCase: 32, selection: .documentIDs(all), jobID: "job-first")
+            let byNew = Dictionary(uniqueKeysWithValues: first.documents.map { ($0.sourceDocumentID, $0.destinationDocumentID) })
+            // Four delivered, one not found (all[4]), one failed (all[5]).
+            _ = try await copier.recordOutcomes(
+                destinationCase: 32, jobID: "job-first",
+                outcomes: CaseDocumentOutcomes(delivered: Set(all.prefix(4).compactMap { byNew[$0] }), notFound: [try #require(byNew[all[4]])]))
+            #expect(try await copier.leftBehind(destinationCase: 32, jobID: "job-first") == [all[4], all[5]])
+
+            let destination = try await TestCaseConnection.open(databases, caseID: 32)
+            let rowsBefore = try await destination.count("documents", "1 = 1") + (try await destination.count("exhibits", "1 = 1"))
+                + (try await destination.count("document_variants", "1 = 1"))
+            let retry = try await copier.copy(
+                sourceCase: 31, destinationCase: 32, selection: .documentIDs([all[4], all[5]]), jobID: "job-retry",
+                options: CaseCopyOptions(reuseIDsOf: "job-first"))
+            #expect(retry.insertedRows == 0, "every row of the retried documents is already in the destination")
+            #expect(retry.documents.map(\.sourceDocumentID) == [all[4], all[5]])
+            #expect(retry.documents.allSatisfy { $0.destinationDocumentID == byNew[$0.sourceDocumentID] })
+            #expect(retry.documents.allSatisfy { !$0.files.isEmpty }, "the retried documents' files are listed for the payload")
+            let rowsAfter = try await destination.count("documents", "1 = 1") + (try await destination.count("exhibits", "1 = 1"))
+                + (try await destination.count("document_variants", "1 = 1"))
+            #expect(rowsAfter == rowsBefore)
+            #expect(try await destination.count("exchange_documents", "job_id = 'job-retry' AND outcome = 'copied'") == 2)
+
+            // Delivered by the retry: nothing is left behind by the first job any more.
+            _ = try await copier.recordOutcomes(
+                destinationCase: 32, jobID: "job-retry", outcomes: CaseDocumentOutcomes(delivered: Set(retry.documents.map(\.destinationDocumentID)), notFound: []))
+            #expect(try await copier.leftBehind(destinationCase: 32, jobID: "job-first").isEmpty)
+
+            // Another source case's ids mean other documents: its copy may not reuse the map.
+            _ = try await CaseSeeder(databases: databases).seed(caseID: 33, documents: 6, seed: 1)
+            let wrongCase = await #expect(throws: CaseDataError.self) {
+                _ = try await copier.copy(
+                    sourceCase: 33, destinationCase: 32, selection: .documentIDs([all[4]]), jobID: "job-wrong-case",
+                    options: CaseCopyOptions(reuseIDsOf: "job-first"))
+            }
+            #expect(wrongCase?.code == .invalidArgument && wrongCase?.message.contains("not 33") == true, "\(String(describing: wrongCase))")
+            let noLedger = await #expect(throws: CaseDataError.self) {
+                _ = try await copier.copy(
+                    sourceCase: 31, destinationCase: 32, selection: .documentIDs([all[4]]), jobID: "job-no-ledger",
+                    options: CaseCopyOptions(reuseIDsOf: "job-never-ran"))
+            }
+            #expect(noLedger?.code == .notFound, "\(String(describing: noLedger))")
+            #expect(try await destination.count("exchange_id_map", "job_id IN ('job-wrong-case', 'job-no-ledger')") == 0, "a refused reuse writes nothing")
+            await destination.close()
+        }
+    }
 }

@@ -44,7 +44,7 @@ struct RunbookTests {
         #expect(Self.runbookBlocks("```sh runbook\necho 1\n").isEmpty)
     }
 
-    @Test("docs/operations.md's runbook runs as written on PostgreSQL: migrate, seed, supervisor, submit, verify, diagnose, scale, cancel, stop")
+    @Test("docs/operations.md's runbook runs as written on PostgreSQL: migrate, seed, supervisor, submit, verify, diagnose, retry, scale, cancel, stop")
     func runbookRuns() async throws {
         let markdown = try String(contentsOf: Self.root.appendingPathComponent("docs/operations.md"), encoding: .utf8)
         let blocks = Self.runbookBlocks(markdown)
@@ -87,7 +87,12 @@ struct RunbookTests {
                 #expect(output.contains("PROCESSES"), "\(output)")
                 #expect(output.contains("s3-copy 1-4 -> 1-2") || output.contains("s3-copy 1-4 -> 0-2"), "\(output)")
                 #expect(output.contains("CANCELLED"), "\(output)")
-                for caseID: Int64 in [41, 42, 43] {
+                // The third exchange leaves document 3 behind; its retry delivers it and verifies exact.
+                #expect(output.contains("FINISHED: 5 documents, 4 copied, 1 not found, 0 failed"), "\(output)")
+                #expect(output.contains(#""leftBehind":{"failed":[],"notFound":["#), "\(output)")
+                #expect(output.contains("FINISHED: 1 documents, 1 copied, 0 not found, 0 failed"), "\(output)")
+                #expect(output.components(separatedBy: "verified   exact").count - 1 == 2, "both verifications are exact: \(output)")
+                for caseID: Int64 in [41, 42, 43, 44] {
                     try? await dropCaseDatabase(prefix: prefix, caseID: caseID)
                 }
             }

@@ -253,6 +253,45 @@ struct APITests {
         }
     }
 
+    @Test("POST /exchanges/{jobId}/retry: 409 until it ended; then 202 with the left-behind documents, retryOf shown, the same retry again; a client may not send retryOf")
+    func retry() async throws {
+        try await withAPI(copier: InMemoryCopier(count: 3, leftBehind: [12, 13])) { api in
+            let posted = try await api.call(.POST, "/exchanges", body: requestBody())
+            let jobID = try #require(posted.json["jobId"] as? String)
+            let early = try await api.call(.POST, "/exchanges/\(jobID)/retry")
+            #expect(early.status == 409 && early.errorCode == "stateConflict")
+            #expect(try await api.call(.DELETE, "/exchanges/\(jobID)").status == 202)
+            let loop = api.workLoop()
+            let stop = StopSignal()
+            let ended = try await eventually(timeout: .seconds(30)) {
+                _ = try await loop.workOnce(stop: stop)
+                return try await api.service.store.get(jobID)?.state == .cancelled
+            }
+            #expect(ended)
+
+            let retried = try await api.call(.POST, "/exchanges/\(jobID)/retry")
+            #expect(retried.status == 202)
+            #expect(retried.json["created"] as? Bool == true && retried.json["retryOf"] as? String == jobID)
+            #expect(retried.json["documents"] as? Int == 2)
+            let retryID = try #require(retried.json["jobId"] as? String)
+            #expect(retryID != jobID)
+            #expect(retried.headers.first(name: "Location") == "/exchanges/\(retryID)")
+            let shown = try await api.call(.GET, "/exchanges/\(retryID)")
+            #expect(shown.json["retryOf"] as? String == jobID)
+            let request = try #require(shown.json["request"] as? [String: Any])
+            #expect(request["documentIds"] as? [Int] == [12, 13] && request["retryOf"] == nil && request["sourceCaseId"] as? Int == 41)
+            #expect(try await api.call(.GET, "/exchanges/\(jobID)").json["retryOf"] == nil)
+
+            let again = try await api.call(.POST, "/exchanges/\(jobID)/retry")
+            #expect(again.status == 202 && again.json["created"] as? Bool == false && again.json["jobId"] as? String == retryID)
+            // The retry itself has not ended: it cannot be retried yet.
+            #expect(try await api.call(.POST, "/exchanges/\(retryID)/retry").status == 409)
+            #expect(try await api.call(.POST, "/exchanges/no-such-job/retry").status == 404)
+            let forged = try await api.call(.POST, "/exchanges", body: String(requestBody().dropLast()) + #", "retryOf": "\#(jobID)"}"#)
+            #expect(forged.status == 400 && forged.errorField == "retryOf", "\(forged.body)")
+        }
+    }
+
     @Test("/healthz, /readyz and /metrics answer without a token")
     func probes() async throws {
         try await withAPI { api in

@@ -22,6 +22,8 @@ final class RecordingEngine: CaseCopyEngine {
     }
 
     func recordOutcomes(destinationCase: Int64, jobID: String, outcomes: CaseDocumentOutcomes) async throws -> Int { 0 }
+
+    func leftBehind(destinationCase: Int64, jobID: String) async throws -> [Int64] { [] }
 }
 
 @Suite("The CaseData copy engine as the orchestrator's copy step")

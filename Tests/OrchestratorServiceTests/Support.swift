@@ -116,8 +116,12 @@ private func serve<T: Sendable>(
 /// The case-data copy seam, in memory: `count` documents with new ids source + 1000.
 struct InMemoryCopier: CaseDataCopying {
     var count: Int
+    /// What ``leftBehindSourceDocuments(_:)`` answers for every exchange.
+    var leftBehind: [Int64] = []
 
     func recordOutcomes(_ exchange: ExchangeRecord, _ outcomes: DocumentOutcomes) async throws {}
+
+    func leftBehindSourceDocuments(_ exchange: ExchangeRecord) async throws -> [Int64] { leftBehind }
 
     func copy(_ exchange: ExchangeRecord) async throws -> CopyOutcome {
         CopyOutcome(documents: (0..<count).map { index in

@@ -16,6 +16,8 @@ final class GatedCopier: CaseDataCopying {
 
     func recordOutcomes(_ exchange: ExchangeRecord, _ outcomes: DocumentOutcomes) async throws {}
 
+    func leftBehindSourceDocuments(_ exchange: ExchangeRecord) async throws -> [Int64] { [] }
+
     func copy(_ exchange: ExchangeRecord) async throws -> CopyOutcome {
         state.withLock { $0.entered += 1 }
         while !state.withLock({ $0.open }) { try await Task.sleep(for: .milliseconds(10)) }
@@ -39,6 +41,8 @@ final class BatchGatedCopier: CaseDataCopying {
     }
 
     func recordOutcomes(_ exchange: ExchangeRecord, _ outcomes: DocumentOutcomes) async throws {}
+
+    func leftBehindSourceDocuments(_ exchange: ExchangeRecord) async throws -> [Int64] { [] }
 }
 
 @Suite("The orchestrator's work loop")

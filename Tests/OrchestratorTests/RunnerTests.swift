@@ -171,6 +171,8 @@ struct ConflictingCopier: CaseDataCopying {
     }
 
     func recordOutcomes(_ exchange: ExchangeRecord, _ outcomes: DocumentOutcomes) async throws {}
+
+    func leftBehindSourceDocuments(_ exchange: ExchangeRecord) async throws -> [Int64] { [] }
 }
 
 @Suite("a copy conflict is not retried")
@@ -204,6 +206,8 @@ struct ErrorObservingCopier: CaseDataCopying {
     }
 
     func recordOutcomes(_ exchange: ExchangeRecord, _ outcomes: DocumentOutcomes) async throws {}
+
+    func leftBehindSourceDocuments(_ exchange: ExchangeRecord) async throws -> [Int64] { [] }
 }
 
 actor Recorder<Value: Sendable> {

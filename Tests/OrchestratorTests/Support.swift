@@ -80,6 +80,8 @@ struct InMemoryCopier: CaseDataCopying {
         await recorded.append(outcomes)
     }
 
+    func leftBehindSourceDocuments(_ exchange: ExchangeRecord) async throws -> [Int64] { [] }
+
     func copy(_ exchange: ExchangeRecord) async throws -> CopyOutcome {
         let attempt = await attempts.increment()
         if attempt <= failures { throw OrchestratorError(.copyFailed, "simulated copy failure \(attempt)") }
