@@ -355,6 +355,7 @@ let package = Package(
                 "exchanger", "exchanger-supervisor", "exchanger-exec", "exchanger-test-child",
                 "exchanger-s3-copy", "exchanger-status-update", "exchanger-dlq", "exchanger-orchestrator", "exchanger-uploader",
                 "exchanger-pre-uploader", "exchanger-re-ocr", "exchanger-search-text", "exchanger-multicall",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict

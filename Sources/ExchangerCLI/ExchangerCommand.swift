@@ -10,7 +10,7 @@ public struct ExchangerCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "exchanger",
         abstract: "Document Exchanger: copies documents between eDiscovery cases.",
-        subcommands: [RunCommand.self, SubmitCommand.self, StatusCommand.self, WatchCommand.self, CancelCommand.self, RetryCommand.self, MigrateCommand.self, QueuesCommand.self, StorageCommand.self, DLQCommand.self, BenchCommand.self, LogsCommand.self, PsCommand.self, ScaleCommand.self, CaseCommand.self, SearchCommand.self, VerifyCommand.self, HealthCommand.self]
+        subcommands: [RunCommand.self, SubmitCommand.self, StatusCommand.self, WatchCommand.self, CancelCommand.self, RetryCommand.self, MigrateCommand.self, CtlCommand.self, QueuesCommand.self, StorageCommand.self, DLQCommand.self, BenchCommand.self, LogsCommand.self, PsCommand.self, ScaleCommand.self, CaseCommand.self, SearchCommand.self, VerifyCommand.self, HealthCommand.self]
     )
 
     public init() {}

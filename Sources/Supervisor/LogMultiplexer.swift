@@ -76,6 +76,8 @@ public final class LogMultiplexer: Sendable {
     private let shared = Mutex(Shared())
     private let output: Int32
     private let combinedFile: RotatingLogFile?
+    /// The last lines of each program, for `exchanger ctl tail` (nil: not kept).
+    public let recent: RecentLogs?
     /// The longest line kept whole, in bytes.
     public let partialLineLimit: Int
     private let wakeRead: Int32
@@ -86,9 +88,13 @@ public final class LogMultiplexer: Sendable {
     ///   - output: where the stream goes (the supervisor's stdout); not closed by the multiplexer.
     ///   - combinedFile: an optional file receiving the whole stream too.
     ///   - partialLineLimit: a line longer than this many bytes is written in pieces.
-    public init(output: Int32 = STDOUT_FILENO, combinedFile: RotatingLogFile? = nil, partialLineLimit: Int = 16 * 1024) {
+    ///   - recent: where each program's last lines are kept (its attached pipes' lines).
+    public init(
+        output: Int32 = STDOUT_FILENO, combinedFile: RotatingLogFile? = nil, partialLineLimit: Int = 16 * 1024, recent: RecentLogs? = nil
+    ) {
         self.output = output
         self.combinedFile = combinedFile
+        self.recent = recent
         self.partialLineLimit = max(4, partialLineLimit)
         var fds: [Int32] = [-1, -1]
         if pipe(&fds) == 0 {
@@ -249,12 +255,14 @@ public final class LogMultiplexer: Sendable {
         let fd: Int32
         let formatter: LogLineFormatter
         let file: RotatingLogFile?
+        let program: String
         let onClose: (@Sendable () -> Void)?
         var assembler: LogLineAssembler
 
         init(_ attachment: Attachment, limit: Int) {
             id = attachment.id
             fd = attachment.fd
+            program = attachment.source.program
             formatter = LogLineFormatter(source: attachment.source)
             file = attachment.source.file
             onClose = attachment.onClose
@@ -395,6 +403,7 @@ public final class LogMultiplexer: Sendable {
             lines += produced
             partials += partialCount
             if let file = reader.file, out.count > before { batch(for: file).bytes.append(contentsOf: out[before...]) }
+            if let recent = owner.recent, out.count > before { recent.append(reader.program, out[before...]) }
         }
 
         /// Writes the unterminated last line of a pipe that ended.
@@ -408,6 +417,7 @@ public final class LogMultiplexer: Sendable {
             }
             lines += produced
             if let file = reader.file, out.count > before { batch(for: file).bytes.append(contentsOf: out[before...]) }
+            if let recent = owner.recent, out.count > before { recent.append(reader.program, out[before...]) }
         }
 
         mutating func batch(for file: RotatingLogFile) -> FileBatch {

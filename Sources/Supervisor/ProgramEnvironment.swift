@@ -11,6 +11,7 @@
 /// |---|---|
 /// | `EXCHANGER_API_TOKENS`, `…_FILE` (the API's accepted tokens) | `exchanger-orchestrator` |
 /// | `EXCHANGER_API_TOKEN`, `…_FILE` (a client's token) | none of the supervised programs |
+/// | `EXCHANGER_SUPERVISOR_CONTROL_TOKEN`, `…_FILE` (`exchanger ctl`'s token) | none of the supervised programs |
 /// | `EXCHANGER_NUTRIENT_API_TOKEN`, `…_FILE` | `exchanger-pre-uploader`, `exchanger-uploader`, `exchanger-re-ocr` |
 /// | `EXCHANGER_CASE_DATABASE_URL`, `…_FILE` | `exchanger-orchestrator`, `exchanger-status-update`, `exchanger-search-text` |
 ///
@@ -32,6 +33,7 @@ public struct ProgramEnvironment: Sendable, Hashable {
         return [
             "EXCHANGER_API_TOKENS": orchestrator, "EXCHANGER_API_TOKENS_FILE": orchestrator,
             "EXCHANGER_API_TOKEN": [], "EXCHANGER_API_TOKEN_FILE": [],
+            "EXCHANGER_SUPERVISOR_CONTROL_TOKEN": [], "EXCHANGER_SUPERVISOR_CONTROL_TOKEN_FILE": [],
             "EXCHANGER_NUTRIENT_API_TOKEN": engine, "EXCHANGER_NUTRIENT_API_TOKEN_FILE": engine,
             "EXCHANGER_CASE_DATABASE_URL": caseDatabases, "EXCHANGER_CASE_DATABASE_URL_FILE": caseDatabases,
         ]

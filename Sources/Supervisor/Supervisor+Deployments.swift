@@ -178,7 +178,7 @@ extension Supervisor {
         for (queue, visible) in result.visible { metrics.queueDepth(queue: queue, visible: visible) }
 
         // Global programs that scale on a queue.
-        for program in configuration.programs where program.scope == .global && program.autostart {
+        for program in configuration.programs where program.scope == .global && program.autostart && !heldStopped.contains(program.name) {
             guard let queue = program.queue else { continue }
             let group = GroupKey(program: program.name, deploymentID: "")
             var scaler = autoscalers[group] ?? Autoscaler(window: settings.scaleDownWindow)
@@ -297,7 +297,7 @@ extension Supervisor {
         for name in changes.rescale {
             guard let program = fresh.program(named: name) else { continue }
             for key in slots.keys where key.program == name { replaceProgram(key, with: program, restart: false) }
-            if program.scope == .global, program.autostart {
+            if program.scope == .global, program.autostart, !heldStopped.contains(name) {
                 let group = GroupKey(program: name, deploymentID: "")
                 if program.queue == nil {
                     setTarget(group, program: program, deployment: nil, count: program.minProcs)

@@ -59,6 +59,7 @@ public actor Supervisor {
         case reconcile
         case reconciled(Result<ReconcileResult, any Error>)
         case drainTimeout
+        case control(SupervisorControlAction, program: String, reply: CheckedContinuation<Result<Void, SupervisorControlError>, Never>)
     }
 
     /// A snapshot of one slot, for status output, metrics and tests.
@@ -108,6 +109,9 @@ public actor Supervisor {
     var ownedDeployments: [String: Deployment] = [:]
     var programFiles: [String: RotatingLogFile] = [:]
     var draining = false
+    /// Global programs an operator stopped (`exchanger ctl stop`): not started again by the
+    /// autoscaler or a reload until `ctl start` or `ctl restart`.
+    var heldStopped: Set<String> = []
     var drainLevels: [Int] = []
     var lastReconcile: (at: ContinuousClock.Instant, error: String?)?
     var started = false
@@ -260,6 +264,8 @@ public actor Supervisor {
             startReconcile()
         case .reconciled(let result):
             apply(result)
+        case .control(let action, let program, let reply):
+            reply.resume(returning: applyControl(action, program: program))
         case .drainTimeout:
             guard draining else { return }
             forced = !slots.isEmpty

@@ -44,7 +44,7 @@ struct RunbookTests {
         #expect(Self.runbookBlocks("```sh runbook\necho 1\n").isEmpty)
     }
 
-    @Test("docs/operations.md's runbook runs as written on PostgreSQL: migrate, seed, supervisor, submit, verify, diagnose, retry, scale, cancel, stop")
+    @Test("docs/operations.md's runbook runs as written on PostgreSQL: migrate, seed, supervisor, submit, verify, diagnose, ctl, retry, scale, cancel, stop")
     func runbookRuns() async throws {
         let markdown = try String(contentsOf: Self.root.appendingPathComponent("docs/operations.md"), encoding: .utf8)
         let blocks = Self.runbookBlocks(markdown)
@@ -70,7 +70,9 @@ struct RunbookTests {
                 environment["EXCHANGER_DOCUMENT_ENGINE_URL"] = "local"
                 environment["EXCHANGER_ORCHESTRATOR_PORT"] = String(port)
                 environment["EXCHANGER_ORCHESTRATOR_URL"] = "http://127.0.0.1:\(port)"
-                environment["EXCHANGER_SUPERVISOR_HTTP_PORT"] = "0"
+                let supervisorPort = try LocalExchangeRun.freePort()
+                environment["EXCHANGER_SUPERVISOR_HTTP_PORT"] = String(supervisorPort)
+                environment["EXCHANGER_SUPERVISOR_URL"] = "http://127.0.0.1:\(supervisorPort)"
                 let scriptPath = directory.appendingPathComponent("runbook.sh").path
                 try script.write(toFile: scriptPath, atomically: true, encoding: .utf8)
                 let child = try ChildProcess(
@@ -85,6 +87,7 @@ struct RunbookTests {
                 #expect(output.contains("FINISHED: 20 documents, 20 copied, 0 not found, 0 failed"), "\(output)")
                 #expect(output.contains("verified   exact"), "\(output)")
                 #expect(output.contains("PROCESSES"), "\(output)")
+                #expect(output.contains("orchestrator:0") && output.contains("status-update:0"), "exchanger ctl status lists the global programs: \(output)")
                 #expect(output.contains("s3-copy 1-4 -> 1-2") || output.contains("s3-copy 1-4 -> 0-2"), "\(output)")
                 #expect(output.contains("CANCELLED"), "\(output)")
                 // The third exchange leaves document 3 behind; its retry delivers it and verifies exact.

@@ -112,8 +112,11 @@ public func withTestBroker<T: Sendable>(
 }
 
 /// Runs `exchanger` to completion and returns its exit status and standard output.
-public func runExchanger(_ arguments: [String], environment: [String: String] = [:]) async throws -> (status: Int32, output: String) {
-    let child = try ChildProcess(executable: TestEnvironment.exchanger, arguments: arguments, environment: environment)
+/// - Parameter executable: another program to run instead (e.g. a shell around `exchanger`).
+public func runExchanger(
+    _ arguments: [String], environment: [String: String] = [:], executable: String = TestEnvironment.exchanger
+) async throws -> (status: Int32, output: String) {
+    let child = try ChildProcess(executable: executable, arguments: arguments, environment: environment)
     let output = try await child.readAll()
     let status = try await child.wait()
     return (status, output)
