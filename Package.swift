@@ -390,7 +390,7 @@ let package = Package(
         .testTarget(
             name: "WorkerTests",
             dependencies: [
-                "Broker", "CaseDatabase", "ConcurrencySupport", "DatabaseSupport", "ExchangerEvents", "ExchangerTestSupport", "ObjectStorage",
+                "Broker", "CaseDatabase", "ConcurrencySupport", "DatabaseSupport", "Deployments", "ExchangerEvents", "ExchangerTestSupport", "ObjectStorage",
                 "PostgresClient", "SQLiteClient", "ProcessSupport", "WorkerRuntime", "S3CopyProcessor",
                 "StatusUpdateProcessor", "DeadLetterProcessor", "DocumentEngine", "UploaderProcessor", "PreUploaderProcessor",
                 "CaseData", "ReOCRProcessor", "SearchTextProcessor", "FakeNutrient",

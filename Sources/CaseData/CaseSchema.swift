@@ -477,7 +477,7 @@ public enum CaseSchema {
             indexed_at timestamptz NOT NULL DEFAULT now(),
             UNIQUE (document_id, position)
         );
-        CREATE INDEX IF NOT EXISTS document_search_text_tsv ON document_search_text USING gin (content_tsv);
+        \(createIndexIfMissing("document_search_text_tsv", on: "document_search_text USING gin (content_tsv)"))
         """
 
     /// SQLite: the rows in `document_search_text`, indexed by the external-content FTS5 table
@@ -524,8 +524,15 @@ public enum CaseSchema {
             updated_at timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (job_id, source_document_id)
         );
-        CREATE INDEX IF NOT EXISTS exchange_documents_source ON exchange_documents (source_case_id, source_document_id);
+        \(createIndexIfMissing("exchange_documents_source", on: "exchange_documents (source_case_id, source_document_id)"))
         """
+
+    /// PostgreSQL: `CREATE INDEX` only when no relation of that name exists. `CREATE INDEX IF NOT
+    /// EXISTS` checks that the caller owns the table first, so a least-privilege writer (not the
+    /// owner of a table the migration created) could not run a schema script twice.
+    static func createIndexIfMissing(_ name: String, on target: String) -> String {
+        "DO $$ BEGIN IF to_regclass('\(name)') IS NULL THEN CREATE INDEX \(name) ON \(target); END IF; END $$;"
+    }
 
     static let sqliteV4 = """
         CREATE TABLE IF NOT EXISTS exchange_documents (

@@ -1,4 +1,5 @@
 import Broker
+import Deployments
 import ExchangerTestSupport
 import Foundation
 import Logging
@@ -15,7 +16,8 @@ import Testing
         let worker = try #require(text.components(separatedBy: "CREATE ROLE exchanger_orchestrator").first)
         return worker.split(separator: "\n").filter { !$0.hasPrefix("--") }.joined(separator: "\n")
             .split(separator: ";").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
-            .map { $0.replacingOccurrences(of: "exchanger_worker", with: role) }
+            // The role's name as a whole word (a table such as exchanger_worker_presence keeps its own).
+            .map { $0.replacingOccurrences(of: #"\bexchanger_worker\b"#, with: role, options: .regularExpression) }
     }
 
     @Test func aWorkerRunsUnderTheWorkerRoleAndCannotChangeQueues() async throws {
@@ -42,9 +44,18 @@ import Testing
                 #expect(settled, "received, handled, sent on, published, acknowledged and dead-lettered as the worker role")
                 #expect(try await eventLog(admin).count == 4)
                 _ = try await broker.purgeExpired()
+                // Its presence, as every worker process keeps it (exchanger ps lists it).
+                let store = DeploymentStore(broker: broker)
+                let presence = WorkerPresence(id: "lp-\(role)", hostname: "host-a", pid: getpid(), program: "exchanger-s3-copy", queue: "lp")
+                try await store.announce(presence, ttl: .seconds(10))
+                #expect(try await store.renewPresence(id: presence.id, ttl: .seconds(10)))
+                #expect(try await DeploymentStore(broker: admin).presences().contains { $0.id == presence.id })
+                try await store.withdrawPresence(id: presence.id)
+                #expect(try await !DeploymentStore(broker: admin).presences().contains { $0.id == presence.id })
                 // Not the control plane's.
                 await #expect(throws: (any Error).self) { try await broker.createQueue("forbidden") }
                 await #expect(throws: (any Error).self) { try await broker.deleteQueue("lp-next") }
+                await #expect(throws: (any Error).self) { _ = try await store.deployments() }
             } catch {
                 await broker.close()
                 throw error
