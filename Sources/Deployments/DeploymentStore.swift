@@ -262,6 +262,23 @@ public struct DeploymentStore: Sendable {
         }
     }
 
+    /// The workers of an exchange's deployments that crash-loop (`FAILED`: they die as soon as they
+    /// start, e.g. a worker whose configuration is incomplete exits 78), as supervisors whose lease
+    /// has not expired reported them.
+    public func failingWorkers(exchangeID: String) async throws -> [WorkerRecord] {
+        try await transaction { st in
+            try await st.query([.text(exchangeID), .text(WorkerState.failed.rawValue)]) { t in
+                """
+                SELECT \(StoreSQL.workerColumns(t)) FROM exchanger_workers w
+                WHERE w.state = $2
+                  AND w.deployment_id IN (SELECT id FROM exchanger_deployments WHERE exchange_id = $1)
+                  AND EXISTS (SELECT 1 FROM exchanger_supervisors s WHERE s.id = w.supervisor_id AND s.lease_expires_at > \(t.now))
+                ORDER BY w.program, w.instance, w.supervisor_id
+                """
+            }.map(StoreSQL.worker)
+        }
+    }
+
     /// Waits until no live worker of the exchange is recorded (see
     /// ``liveWorkers(deploymentID:exchangeID:)``): woken by worker-row changes, and looking at least
     /// every `pollInterval` (a dead supervisor's rows stop counting when its lease ends, which

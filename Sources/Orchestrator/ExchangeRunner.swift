@@ -171,7 +171,7 @@ public struct ExchangeRunner: Sendable {
             }
             return try await constructPayload(record, outcome: outcome)
         case .processing:
-            _ = try await drainer.checkCompletion(jobID)
+            if case .pending = try await drainer.checkCompletion(jobID) { await noteFailingWorkers(record) }
             return try await store.get(jobID) ?? record
         case .draining, .tearingDown:
             return try await drainer.teardown(jobID)
@@ -294,6 +294,40 @@ public struct ExchangeRunner: Sendable {
                 try await StopRequest.sleep(for: delay)
             }
         }
+    }
+
+    /// While documents wait: names the exchange's workers that cannot start (crash-looping) in its
+    /// status, and clears the note once none is left, so `GET /exchanges/{jobId}` says why nothing
+    /// moves instead of sitting in PROCESSING without a reason.
+    private func noteFailingWorkers(_ record: ExchangeRecord) async {
+        let failing: [WorkerRecord]
+        do {
+            failing = try await drainer.deployments.failingWorkers(exchangeID: record.jobID)
+        } catch {
+            logger.debug("failing workers not read", metadata: ["jobId": "\(record.jobID)", "error": "\(error)"])
+            return
+        }
+        let note = Self.failingWorkersNote(failing)
+        guard note != record.error else { return }
+        if let note {
+            logger.warning("workers of the exchange cannot start", metadata: ["jobId": "\(record.jobID)", "reason": "\(note)"])
+        }
+        await noteStepError(record.jobID, note)
+    }
+
+    /// The status note for crash-looping workers, one clause per program; nil for none.
+    static func failingWorkersNote(_ workers: [WorkerRecord]) -> String? {
+        guard !workers.isEmpty else { return nil }
+        let byProgram = Dictionary(grouping: workers, by: \.program).sorted { $0.key < $1.key }
+        let clauses = byProgram.map { program, records in
+            let statuses = Set(records.compactMap(\.lastExitStatus)).sorted()
+            let cause = statuses == [78]
+                ? "its configuration is incomplete (exit status 78; its log's first line names the setting)"
+                : "it exits at once" + (statuses.isEmpty ? "" : " (exit status \(statuses.map(String.init).joined(separator: ", ")))")
+            return "\(program) cannot start (\(records.count) crash-looping): \(cause)"
+        }
+        return "documents wait: " + clauses.joined(separator: "; ")
+            + "; fix it and the supervisor starts the workers again (exchanger ps, exchanger logs --program NAME)"
     }
 
     /// ``ExchangeStore/noteStepError(_:_:)``; a failure to record it is only logged (the retry

@@ -119,14 +119,17 @@ extension Supervisor {
         var running: [String: Int] = [:]
         for slot in slots.values {
             // A global program is reported also between processes (BACKOFF, a FAILED crash loop),
-            // so `exchanger ps` shows it; a deployment's slot only while it has a process.
+            // so `exchanger ps` shows it; a deployment's slot while it has a process, or when it
+            // crash-loops (a worker that cannot start, e.g. a setting missing: FAILED is not a live
+            // state, so it never holds up a teardown, and the orchestrator shows it in the exchange).
             let pid = slot.machine.pid
-            guard pid != nil || slot.key.deploymentID.isEmpty else { continue }
+            let state = slot.machine.stateName(now: now)
+            guard pid != nil || slot.key.deploymentID.isEmpty || state == WorkerState.failed.rawValue else { continue }
             if pid != nil, !slot.key.deploymentID.isEmpty { running[slot.key.deploymentID, default: 0] += 1 }
             workers.append(WorkerRecord(
                 supervisorID: identifier, program: slot.key.program, instance: slot.key.instance,
                 deploymentID: slot.key.deploymentID.isEmpty ? nil : slot.key.deploymentID, pid: pid,
-                state: WorkerState(rawValue: slot.machine.stateName(now: now)),
+                state: WorkerState(rawValue: state),
                 startedAt: slot.startedAt ?? Date(), restarts: slot.machine.restarts, lastExitStatus: slot.machine.lastExitStatus
             ))
         }
