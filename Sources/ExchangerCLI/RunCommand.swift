@@ -4,6 +4,7 @@ import ExchangeFleet
 import ExchangerLogging
 import Foundation
 import Logging
+import ObjectStorage
 import ProcessSupport
 #if canImport(Glibc)
 import Glibc
@@ -93,6 +94,7 @@ struct RunCommand: AsyncParsableCommand {
             throw Self.fail("\(error)")
         }
         if let missing = missingPrerequisite(space: space, environment: environment) { throw Self.fail(missing) }
+        if let refused = await refusingStore(space) { throw Self.fail(refused) }
         let out = Output(interactive: isatty(STDOUT_FILENO) == 1 && !json)
         out.say("workspace  \(space.directory)")
         for location in FleetWorkspace.Location.allCases {
@@ -157,6 +159,23 @@ struct RunCommand: AsyncParsableCommand {
             return nil
         } catch {
             return "cannot start: \(error.message)"
+        }
+    }
+
+    /// An object store given by the environment (not the workspace's own) that is missing or
+    /// refuses access, as one line naming what to check; nil when it lets us in or cannot be
+    /// reached right now (the workers' retries cover an outage).
+    func refusingStore(_ space: FleetWorkspace) async -> String? {
+        guard !space.embedded.contains(.storage) else { return nil }
+        do {
+            let store = try await ObjectStorage.open(space.storageURL, environment: space.storageEnvironment)
+            defer { Task { try? await store.shutdown() } }
+            try await store.probe()
+            return nil
+        } catch let error as ObjectStorageError where !error.isTransient {
+            return "cannot start: object storage \(space.storageURL): \(error.message); check EXCHANGER_STORAGE_URL and, for s3://, the AWS_* credentials, region and endpoint"
+        } catch {
+            return nil
         }
     }
 

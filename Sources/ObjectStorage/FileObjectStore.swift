@@ -51,6 +51,25 @@ public struct FileObjectStore: ObjectStore {
         self.init(location: StorageLocation(scheme: .file, root: path), logger: logger)
     }
 
+    /// The root directory exists (it is created when missing, as the first write would) and this
+    /// process may write to it.
+    public func probe() async throws {
+        let root = directory
+        var isDirectory: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory) {
+            do {
+                try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+            } catch {
+                throw ObjectStorageError(.configuration, "the store's directory \(root) does not exist and cannot be created: \(error.localizedDescription)")
+            }
+        } else if !isDirectory.boolValue {
+            throw ObjectStorageError(.configuration, "the store's root \(root) is not a directory")
+        }
+        guard access(root, W_OK | X_OK) == 0 else {
+            throw ObjectStorageError(.accessDenied, "this process may not write to the store's directory \(root)")
+        }
+    }
+
     /// The file behind `key`.
     public func path(for key: ObjectKey) throws(ObjectStorageError) -> String {
         for segment in key.rawValue.split(separator: "/") where segment.hasPrefix(Self.tempFilePrefix) {

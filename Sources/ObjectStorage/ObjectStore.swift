@@ -42,11 +42,24 @@ public protocol ObjectStore: Sendable {
     /// Every object whose key starts with `prefix` (a plain string prefix), in key order, paginated underneath.
     func list(prefix: String) -> AsyncThrowingStream<ObjectInfo, any Error>
 
+    /// Checks that the store is there and lets this process in, without touching any object: a
+    /// bucket that answers a listing with these credentials, a directory that exists (or can be
+    /// created) and is writable. Throws the store's error (``ObjectStorageError/Code/accessDenied``,
+    /// ``ObjectStorageError/Code/configuration``, ``ObjectStorageError/Code/notFound`` for a
+    /// missing bucket, ``ObjectStorageError/Code/transient`` while it cannot be reached).
+    func probe() async throws
+
     /// Releases connections; call once when done.
     func shutdown() async throws
 }
 
 extension ObjectStore {
+    /// Lists at most one object under a prefix nothing uses: the listing needs the bucket and the
+    /// credentials, and returns no object.
+    public func probe() async throws {
+        for try await _ in list(prefix: ".exchanger-probe/") { break }
+    }
+
     public func put(_ key: ObjectKey, _ data: Data) async throws { try await put(key, data, contentType: nil) }
     @discardableResult
     public func quickCopy(from source: ObjectKey, to destination: ObjectKey) async throws -> Int64? {

@@ -13,7 +13,7 @@ import NIOHTTP1
 /// Every request is signed (SigV4, header auth, payload SHA-256 in `x-amz-content-sha256`) and
 /// retried with full-jitter exponential backoff on 5xx, 429, SlowDown, RequestTimeout and
 /// connection errors (``S3Configuration/retry``). Errors map to ``ObjectStorageError`` codes:
-/// 404/NoSuchKey/NoSuchBucket → `.notFound`, 403 → `.accessDenied`, other 4xx → `.failed`, retries
+/// 404/NoSuchKey → `.notFound`, NoSuchBucket → `.configuration`, 403 → `.accessDenied`, other 4xx → `.failed`, retries
 /// exhausted → `.transient`.
 public final class S3ObjectStore: ObjectStore {
     public let location: StorageLocation

@@ -275,8 +275,8 @@ public struct S3CopyResult: Sendable, Hashable {
     /// Parses the body of a 200 answer to CopyObject or UploadPartCopy. S3 may answer 200 and
     /// still fail (the copy broke after the headers were sent): an `<Error>` body throws, as
     /// ``ObjectStorageError/Code/transient`` for retryable codes (InternalError, SlowDown, …),
-    /// ``ObjectStorageError/Code/notFound`` for NoSuchKey/NoSuchBucket, else
-    /// ``ObjectStorageError/Code/failed``.
+    /// ``ObjectStorageError/Code/notFound`` for NoSuchKey, ``ObjectStorageError/Code/configuration``
+    /// for NoSuchBucket, else ``ObjectStorageError/Code/failed``.
     public static func parse(_ data: Data) throws(ObjectStorageError) -> S3CopyResult {
         guard let root = S3XMLNode.parse(data) else {
             throw ObjectStorageError(.transient, "copy answered 200 with a body that is not XML: \(S3XMLText.snippet(data))", status: 200)
@@ -329,14 +329,18 @@ enum S3XMLText {
 
 /// Maps S3 answers to ``ObjectStorageError`` codes.
 public enum S3ErrorClassifier {
-    /// 404 / NoSuchKey / NoSuchBucket / NoSuchUpload → `.notFound`; 403 and signature/credential
-    /// errors → `.accessDenied`; 5xx, 429 and the retryable codes (SlowDown, RequestTimeout,
-    /// InternalError, …) → `.transient`; anything else → `.failed`.
+    /// NoSuchBucket → `.configuration` (the bucket the store's URL names is not there: a fault of the
+    /// setup, not of one object); 404 / NoSuchKey / NoSuchUpload → `.notFound`; 403 and
+    /// signature/credential errors → `.accessDenied`; 5xx, 429 and the retryable codes (SlowDown,
+    /// RequestTimeout, InternalError, …) → `.transient`; anything else → `.failed`.
     public static func error(status: Int, document: S3ErrorDocument?, operation: String) -> ObjectStorageError {
         let code = document?.code ?? ""
         var message = "\(operation): HTTP \(status)"
         if let document { message += " \(document.code): \(document.message)" }
-        if status == 404 || ["NoSuchKey", "NoSuchBucket", "NoSuchUpload", "NotFound"].contains(code) {
+        if code == "NoSuchBucket" {
+            return ObjectStorageError(.configuration, message + " (the bucket of the store's URL does not exist)", status: status)
+        }
+        if status == 404 || ["NoSuchKey", "NoSuchUpload", "NotFound"].contains(code) {
             return ObjectStorageError(.notFound, message, status: status)
         }
         if status == 403

@@ -160,3 +160,6 @@ public struct PreUploaderHandler: MessageHandler {
         if ownsStore { try? await store.shutdown() }
     }
 }
+
+/// Probed at start and while the store refuses access (``StorageAccessHold``).
+extension PreUploaderHandler: StorageBackedHandler {}

@@ -112,3 +112,6 @@ public struct ReOCRHandler: MessageHandler {
         error.isTransient ? .recoverable("\(context): \(error)") : .permanent("\(context): \(error)")
     }
 }
+
+/// Probed at start and while the store refuses access (``StorageAccessHold``).
+extension ReOCRHandler: StorageBackedHandler {}

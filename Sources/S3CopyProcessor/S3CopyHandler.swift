@@ -99,3 +99,6 @@ public struct S3CopyHandler: MessageHandler {
         return .success(Effects(events: [try task.event(.documentNotFound, source: Self.eventSource, detail: detail)]))
     }
 }
+
+/// Probed at start and while the store refuses access (``StorageAccessHold``).
+extension S3CopyHandler: StorageBackedHandler {}

@@ -128,3 +128,6 @@ public struct SearchTextHandler: MessageHandler {
         }
     }
 }
+
+/// Probed at start and while the store refuses access (``StorageAccessHold``).
+extension SearchTextHandler: StorageBackedHandler {}

@@ -144,3 +144,6 @@ extension Logger {
         return copy
     }
 }
+
+/// Probed at start and while the store refuses access (``StorageAccessHold``).
+extension UploaderHandler: StorageBackedHandler {}

@@ -69,7 +69,33 @@ public final class Worker: Sendable {
         var lastRefresh: ContinuousClock.Instant?
         var errorDelay = configuration.receiveErrorDelay
         var gated = false
+        var hold = StorageAccessHold(initial: configuration.storageHold, maximum: configuration.storageHoldMaximum)
+        var batchLimit: Int?
         while !isStopping {
+            switch hold.decide(now: .now) {
+            case .receive:
+                batchLimit = nil
+            case .wait:
+                try? await sleepUnlessStopping(min(configuration.gateRecheckInterval, hold.until.map { $0 - .now } ?? .zero))
+                continue
+            case .probe:
+                if let backed = handler as? any StorageBackedHandler {
+                    do {
+                        try await backed.store.probe()
+                        hold.cleared()
+                        logger.notice("receiving resumed: the object store lets this worker in again")
+                    } catch where StorageAccessHold.isAccessRefusal(error) {
+                        hold.refused(now: .now)
+                        continue
+                    } catch {
+                        // Unreachable rather than refusing: let the messages' own retries deal with it.
+                        hold.cleared()
+                    }
+                } else {
+                    // No store to probe: one message finds out.
+                    batchLimit = 1
+                }
+            }
             if let gate = handler.receiveGate {
                 if !(await gate.permitsReceiving()) {
                     if !gated { logger.warning("receiving paused: the handler's receive gate is closed") }
@@ -113,7 +139,7 @@ public final class Worker: Sendable {
             let queue: QueueInfo
             do {
                 queue = try await queueInfo(queueName)
-                messages = try await receive(queueName, queue: queue, wait: wait)
+                messages = try await receive(queueName, queue: queue, wait: wait, limit: batchLimit)
                 errorDelay = configuration.receiveErrorDelay
             } catch let error as BrokerError where error.code == .queueNotFound {
                 state.withLock { _ = $0.queues.removeValue(forKey: queueName) }
@@ -132,16 +158,28 @@ public final class Worker: Sendable {
             }
             rotation.record(empty: messages.isEmpty)
             if messages.isEmpty { continue }
-            await process(messages, queue: queue)
+            let (refusal, passed) = await process(messages, queue: queue)
+            if let refusal, !passed {
+                let first = hold.until == nil
+                hold.refused(now: .now)
+                if first {
+                    logger.warning("receiving paused: the object store refuses this worker; fix its access, documents wait in the queue", metadata: [
+                        "error": "\(refusal)", "pauseSeconds": "\(configuration.storageHold.components.seconds)",
+                    ])
+                }
+            } else if passed, hold.until != nil {
+                hold.cleared()
+                logger.notice("receiving resumed: the object store lets this worker in again")
+            }
         }
         logger.info("worker stopped")
     }
 
     // MARK: Receiving
 
-    private func receive(_ name: String, queue: QueueInfo, wait: Duration) async throws -> [ReceivedMessage] {
+    private func receive(_ name: String, queue: QueueInfo, wait: Duration, limit: Int? = nil) async throws -> [ReceivedMessage] {
         let broker = self.broker
-        let batch = configuration.batchSize
+        let batch = min(configuration.batchSize, limit ?? configuration.batchSize)
         let lease = configuration.visibilityTimeout
         let task = Task { try await broker.receive(name, maxMessages: batch, wait: wait, visibilityTimeout: lease) }
         let stopping = state.withLock { state -> Bool in
@@ -183,7 +221,10 @@ public final class Worker: Sendable {
         var stagedInput: ObjectKey?
     }
 
-    private func process(_ messages: [ReceivedMessage], queue: QueueInfo) async {
+    /// Handles and settles a batch; returns the first error that was the object store refusing
+    /// access, and whether any message went through (see ``StorageAccessHold``).
+    @discardableResult
+    private func process(_ messages: [ReceivedMessage], queue: QueueInfo) async -> (refusal: (any Error)?, passed: Bool) {
         let lease = configuration.visibilityTimeout ?? queue.attributes.visibilityTimeout
         let inHand = LockedBox(Set(messages.map(\.receipt)))
         let extender = Task { [broker, logger, configuration] in
@@ -218,6 +259,16 @@ public final class Worker: Sendable {
         await settle(handled, queue: queue)
         extender.cancel()
         metrics.inFlight(add: -messages.count)
+        var refusal: (any Error)?
+        var passed = false
+        for item in handled {
+            switch item.result {
+            case .success: passed = true
+            case .failure(let error) where StorageAccessHold.isAccessRefusal(error): refusal = refusal ?? error
+            case .failure: break
+            }
+        }
+        return (refusal, passed)
     }
 
     private func handle(_ message: ReceivedMessage, queue: QueueInfo) async -> Handled {

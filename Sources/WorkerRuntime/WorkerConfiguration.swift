@@ -32,6 +32,12 @@ public struct WorkerConfiguration: Sendable {
     public var receiveErrorDelay: Duration = .milliseconds(500)
     /// How often a worker whose handler's ``ReceiveGate`` refused asks it again (default 250 ms).
     public var gateRecheckInterval: Duration = .milliseconds(250)
+    /// The first pause of receiving after the object store refused access
+    /// (`EXCHANGER_WORKER_STORAGE_HOLD_SECONDS`, default 10 s); it doubles while the store keeps
+    /// refusing, up to ``storageHoldMaximum``.
+    public var storageHold: Duration = .seconds(10)
+    /// The longest such pause (`EXCHANGER_WORKER_STORAGE_HOLD_MAX_SECONDS`, default 300 s).
+    public var storageHoldMaximum: Duration = .seconds(300)
     /// How long the clean-up after the poll loop may take (closing the engine, the stores, the
     /// broker's connections, the metrics endpoint) before the process exits anyway
     /// (`EXCHANGER_WORKER_EXIT_GRACE_SECONDS`, default 5 s):

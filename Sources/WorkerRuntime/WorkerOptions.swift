@@ -129,6 +129,12 @@ public struct WorkerOptions: ParsableArguments, Sendable {
         if let value = try Self.seconds(environment, "EXCHANGER_WORKER_EXIT_GRACE_SECONDS") {
             configuration.exitGrace = .milliseconds(Int64(max(value, 0) * 1000))
         }
+        if let value = try Self.seconds(environment, "EXCHANGER_WORKER_STORAGE_HOLD_SECONDS") {
+            configuration.storageHold = .milliseconds(Int64(min(max(value, 0.1), 3600) * 1000))
+        }
+        if let value = try Self.seconds(environment, "EXCHANGER_WORKER_STORAGE_HOLD_MAX_SECONDS") {
+            configuration.storageHoldMaximum = .milliseconds(Int64(min(max(value, 0.1), 86_400) * 1000))
+        }
         if let value = try Self.seconds(environment, "EXCHANGER_WORKER_PRESENCE_SECONDS") {
             configuration.presenceInterval = value > 0 ? .milliseconds(Int64(min(max(value, 0.1), 1200) * 1000)) : nil
         }

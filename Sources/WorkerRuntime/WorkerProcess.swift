@@ -1,3 +1,4 @@
+import ArgumentParser
 import Broker
 import Deployments
 import ExchangerLogging
@@ -63,6 +64,7 @@ public enum WorkerProcess {
             try await prepare(context)
             let made = try await makeHandler(context)
             handler = made
+            if let backed = made as? any StorageBackedHandler { try await checkStore(backed.store, executable: executable, logger: logger) }
             let worker = Worker(broker: broker, handler: made, configuration: configuration, stager: context.stager, logger: logger)
             let maintenance = Task { await broker.runMaintenance() }
             presence = reporter.map { reporter in Task { await reporter.run() } }
@@ -103,6 +105,27 @@ public enum WorkerProcess {
             await broker.close()
             await metricsEndpoint?.close()
             throw error
+        }
+    }
+
+    /// The store the handler works on must be there and let this process in: one that refuses it
+    /// (credentials, a missing bucket or directory, no write permission) stops the worker at start
+    /// with one line naming the store and what to check, and the configuration-error status 78,
+    /// instead of failing every document. One that cannot be reached right now only warns: the
+    /// documents' own retries cover an outage.
+    static func checkStore(_ store: any ObjectStore, executable: String, logger: Logger) async throws {
+        do {
+            try await store.probe()
+        } catch let error as ObjectStorageError where !error.isTransient {
+            let fix = store.location.scheme == .s3
+                ? "check EXCHANGER_STORAGE_URL (the bucket) and the AWS_* credentials, region and endpoint"
+                : "check EXCHANGER_STORAGE_URL (the directory) and this user's permissions on it"
+            FileHandle.standardError.write(Data("\(executable): cannot start: object storage \(store.location): \(error.message); \(fix)\n".utf8))
+            throw ExitCode(78)
+        } catch {
+            logger.warning("object storage cannot be reached now; documents are retried", metadata: [
+                "storage": "\(store.location)", "error": "\(error)",
+            ])
         }
     }
 

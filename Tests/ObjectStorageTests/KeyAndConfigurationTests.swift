@@ -175,7 +175,7 @@ import Testing
             S3ErrorClassifier.error(status: status, document: s3Code.map { S3ErrorDocument(code: $0, message: "m") }, operation: "op").code
         }
         #expect(code(404, nil) == .notFound)
-        #expect(code(404, "NoSuchBucket") == .notFound)
+        #expect(code(404, "NoSuchBucket") == .configuration, "the store's bucket missing is the setup's fault, not a document's")
         #expect(code(403, "AccessDenied") == .accessDenied)
         #expect(code(403, "SignatureDoesNotMatch") == .accessDenied)
         #expect(code(500, "InternalError") == .transient)
