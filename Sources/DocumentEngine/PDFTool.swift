@@ -56,9 +56,12 @@ struct PDFTool: Sendable {
     func run(_ arguments: [String]) async throws -> String {
         var attempt = 0
         let child: ChildProcess
+        // Its error output, read when it fails: a full disk is transient, and anything else is named.
+        let errors = NSTemporaryDirectory() + "/exchanger-\(name)-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).err"
+        defer { unlink(errors) }
         while true {
             do {
-                child = try ChildProcess(executable: path, arguments: arguments, stdout: .pipe, stderr: .discard, newProcessGroup: true)
+                child = try ChildProcess(executable: path, arguments: arguments, stdout: .pipe, stderr: .file(errors), newProcessGroup: true)
                 break
             } catch let error as ChildProcessError where error.code == ETXTBSY && attempt < 5 {
                 // The program file is still open for writing somewhere (being installed): try again shortly.
@@ -95,9 +98,27 @@ struct PDFTool: Sendable {
             throw DocumentEngineError(.transient, "\(name) \(arguments.first ?? "") was killed by signal \(status - 128); retrying")
         }
         guard successStatuses.contains(status) else {
-            throw DocumentEngineError(.permanent, "\(name) \(arguments.first ?? "") exited with \(status): the PDF cannot be built")
+            let said = Self.lastLines(of: errors)
+            if Self.isOutOfSpace(said) {
+                throw DocumentEngineError(.transient, "\(name) \(arguments.first ?? "") ran out of disk space (\(said)); retrying")
+            }
+            throw DocumentEngineError(
+                .permanent, "\(name) \(arguments.first ?? "") exited with \(status): the PDF cannot be built" + (said.isEmpty ? "" : " (\(said))"))
         }
         return output
+    }
+
+    /// Whether a tool's error output says the disk (or the quota) is full.
+    static func isOutOfSpace(_ text: String) -> Bool {
+        let lowered = text.lowercased()
+        return lowered.contains("no space left on device") || lowered.contains("disk quota exceeded")
+    }
+
+    /// The last 300 bytes of a tool's error output, on one line.
+    static func lastLines(of path: String) -> String {
+        guard let data = FileManager.default.contents(atPath: path), !data.isEmpty else { return "" }
+        return String(decoding: data.suffix(300), as: UTF8.self).split(whereSeparator: \.isNewline).joined(separator: " | ")
+            .trimmingCharacters(in: .whitespaces)
     }
 }
 

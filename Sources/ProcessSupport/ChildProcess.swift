@@ -16,7 +16,11 @@ public final class ChildProcess: @unchecked Sendable {
     private var exitStatus: Int32?
 
     /// Where the child's standard output goes.
-    public enum Output: Sendable { case inherit, pipe, discard }
+    public enum Output: Sendable {
+        case inherit, pipe, discard
+        /// Into a file, created (mode 0600) or truncated.
+        case file(String)
+    }
 
     /// Spawns `executable` with `arguments` (not including argv[0]).
     /// - Parameters:
@@ -48,10 +52,16 @@ public final class ChildProcess: @unchecked Sendable {
             posix_spawn_file_actions_adddup2(&fileActions, fds[1], 1)
         case .discard:
             posix_spawn_file_actions_addopen(&fileActions, 1, "/dev/null", O_WRONLY, 0)
+        case .file(let path):
+            posix_spawn_file_actions_addopen(&fileActions, 1, path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         case .inherit:
             break
         }
-        if case .discard = stderr { posix_spawn_file_actions_addopen(&fileActions, 2, "/dev/null", O_WRONLY, 0) }
+        switch stderr {
+        case .discard: posix_spawn_file_actions_addopen(&fileActions, 2, "/dev/null", O_WRONLY, 0)
+        case .file(let path): posix_spawn_file_actions_addopen(&fileActions, 2, path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        case .inherit, .pipe: break
+        }
 
         var flags = Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
         if newProcessGroup {

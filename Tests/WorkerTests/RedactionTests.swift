@@ -328,6 +328,27 @@ import Glibc
         }
     }
 
+    @Test(
+        "a tool that fails for a full disk is transient (the document is retried); any other failure is permanent and carries what the tool said",
+        arguments: [("qpdf: write error: No space left on device", true), ("qpdf: damaged.pdf: file is damaged; xref not found", false)])
+    func aToolsErrorOutputDecidesItsClass(said: String, transient: Bool) async throws {
+        try await withTemporaryDirectory { directory in
+            let script = directory.appendingPathComponent("qpdf")
+            try "#!/bin/sh\necho '\(said)' >&2\nexit 2\n".write(to: script, atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
+            let store = try await ObjectStorage.open("file://" + directory.path)
+            var settings = try DocumentEngines.localSettings(environment: [:])
+            settings.qpdfPath = script.path
+            let engine = try LocalDocumentEngine(store: store, settings: settings)
+            let error = await #expect(throws: DocumentEngineError.self) {
+                try await engine.buildFlattened(pdf: realPDF("Full"), annotations: try InstantJSON(annotations: []))
+            }
+            #expect(error?.code == (transient ? .transient : .permanent), "\(String(describing: error))")
+            #expect(error?.message.contains(said) == true, "\(String(describing: error))")
+            try await store.shutdown()
+        }
+    }
+
     @Test func pageGeometryRoundTripsEveryRotation() {
         for rotation in [0, 90, 180, 270] {
             let geometry = PageGeometry(mediaBox: PageRect(minX: 10, minY: 20, maxX: 622, maxY: 812), rotation: rotation)
