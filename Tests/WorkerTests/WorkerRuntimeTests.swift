@@ -273,6 +273,69 @@ func runWorker(_ worker: Worker, until condition: @escaping @Sendable () async t
         }
     }
 
+    /// Steals the lease of message `victim` the first time it is handled; handles the others.
+    final class OneLeaseStealingHandler: MessageHandler {
+        let broker: Broker
+        let queue: String
+        let victim: Int
+        let attempts = LockedBox([Int: Int]())
+        let bodies = LockedBox([Int: [String]]())
+
+        init(broker: Broker, queue: String, victim: Int) {
+            self.broker = broker
+            self.queue = queue
+            self.victim = victim
+        }
+
+        func handle(_ message: WorkerMessage) async throws -> HandlerOutcome {
+            let n = try EventCoding.decode(Script.self, from: message.body).n
+            let attempt = attempts.withLock { counts -> Int in
+                counts[n, default: 0] += 1
+                return counts[n] ?? 0
+            }
+            bodies.withLock { $0[n, default: []].append(message.body) }
+            if n == victim, attempt == 1 {
+                try await broker.changeVisibility(queue, message.received.receipt, timeout: .zero)
+                guard let thief = try await broker.receive(queue, maxMessages: 1).first else { throw WorkerError.permanent("nothing to steal") }
+                try await broker.changeVisibility(queue, thief.receipt, timeout: .zero)
+            }
+            return .success(Effects())
+        }
+    }
+
+    @Test("a lease lost mid-batch: the batch's other staged bodies go with their acknowledgements, the stolen one's stays for its redelivery", arguments: Backend.allCases)
+    func aStagedBodySurvivesALeaseLostMidBatch(_ backend: Backend) async throws {
+        try await withTemporaryDirectory { directory in
+            try await withTestBroker(backend) { broker, _ in
+                let store = try await ObjectStorage.open("file://" + directory.path)
+                let stager = PayloadStager(store: store)
+                try await broker.createQueue("batch-lease", attributes: QueueAttributes(maxMessageBytes: 1024))
+                var keys: [ObjectKey] = []
+                var originals: [Int: String] = [:]
+                for n in 0..<3 {
+                    let big = try script(n, "ok", pad: 5000)
+                    let (staged, key) = try await stager.prepare(big, queue: "batch-lease", maxBytes: 1024)
+                    keys.append(try #require(key))
+                    originals[n] = big.body
+                    _ = try await broker.send("batch-lease", staged)
+                }
+                let handler = OneLeaseStealingHandler(broker: broker, queue: "batch-lease", victim: 1)
+                let worker = Worker(
+                    broker: broker, handler: handler, configuration: testConfiguration("batch-lease", batch: 3, concurrency: 3), stager: stager,
+                    logger: Logger(label: "test"))
+                let done = try await runWorker(worker) { try await broker.counters("batch-lease").total == 0 }
+                #expect(done)
+                #expect(handler.attempts.withLock { $0 } == [0: 1, 1: 2, 2: 1], "only the stolen one was handled again")
+                let bodies = handler.bodies.withLock { $0 }
+                for n in 0..<3 {
+                    #expect(bodies[n]?.allSatisfy { $0 == originals[n] } == true, "message \(n) always found its staged body")
+                }
+                for key in keys { #expect(try await !store.exists(key), "\(key) deleted once its acknowledgement committed") }
+                try await store.shutdown()
+            }
+        }
+    }
+
     @Test func aStagedKeyOutsideTheStagingPrefixIsRefused() async throws {
         try await withTestBroker(.sqlite) { broker, _ in
             try await broker.createQueue("keys")
