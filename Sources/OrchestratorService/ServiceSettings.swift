@@ -10,6 +10,7 @@ import Orchestrator
 /// | `EXCHANGER_ORCHESTRATOR_MAX_DOCUMENT_IDS` | most ids `documentIds` may hold | 10000 |
 /// | `EXCHANGER_ORCHESTRATOR_LIST_LIMIT` | most exchanges `GET /exchanges` returns (also its default `limit`) | 100 |
 /// | `EXCHANGER_ORCHESTRATOR_LEASE_SECONDS` | lease a replica holds on the exchange it works on | 30 |
+/// | `EXCHANGER_ORCHESTRATOR_STEP_RETRY_SECONDS` | a failed lifecycle step is retried after this, doubling with each failure in a row, at most the lease | 1 |
 /// | `EXCHANGER_ORCHESTRATOR_POLL_SECONDS` | wait of the work loop when there is nothing to claim | 1 |
 /// | `EXCHANGER_ORCHESTRATOR_CONCURRENT_EXCHANGES` | exchanges one replica advances at once (lanes of its work loop) | 4 |
 /// | `EXCHANGER_ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS` | on SIGTERM, how long the step in hand may still run before it is cancelled | 20 |
@@ -29,6 +30,8 @@ public struct OrchestratorServiceSettings: Sendable, Hashable {
     public var listLimit: Int = 100
     /// The lease of the exchange a replica works on (30 s).
     public var lease: Duration = .seconds(30)
+    /// The first retry delay of a failed lifecycle step (`EXCHANGER_ORCHESTRATOR_STEP_RETRY_SECONDS`).
+    public var stepRetryDelay: Duration = .seconds(1)
     /// Exchanges one replica advances at once (4): each lane of the work loop claims and steps its
     /// own exchange, so a slow or retrying step of one never holds up another's steps or a cancel.
     public var concurrentExchanges: Int = 4
@@ -57,6 +60,7 @@ public struct OrchestratorServiceSettings: Sendable, Hashable {
         if let value = try Self.integer(environment, "EXCHANGER_ORCHESTRATOR_LIST_LIMIT", 1...10_000) { listLimit = value }
         if let value = try Self.seconds(environment, "EXCHANGER_ORCHESTRATOR_LEASE_SECONDS", 1...3600) { lease = value }
         if let value = try Self.seconds(environment, "EXCHANGER_ORCHESTRATOR_POLL_SECONDS", 0.01...300) { pollInterval = value }
+        if let value = try Self.seconds(environment, "EXCHANGER_ORCHESTRATOR_STEP_RETRY_SECONDS", 0.1...3600) { stepRetryDelay = value }
         if let value = try Self.integer(environment, "EXCHANGER_ORCHESTRATOR_CONCURRENT_EXCHANGES", 1...64) { concurrentExchanges = value }
         if let value = try Self.seconds(environment, "EXCHANGER_ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS", 0...3600) { shutdownGrace = value }
         if let value = try Self.seconds(environment, "EXCHANGER_ORCHESTRATOR_CHECK_INTERVAL_SECONDS", 0.01...3600) {

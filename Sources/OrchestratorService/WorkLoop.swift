@@ -44,28 +44,40 @@ public struct OrchestratorWorkLoop: Sendable {
     public let logger: Logger
     /// Ends the idle wait early (the lifecycle event listener signals it).
     public let wakeup: WorkLoopWakeup?
+    /// Consecutive failed steps per exchange, shared by the lanes: the retry delay doubles with them.
+    let stepFailures: LockedBox<[String: Int]>
 
     /// A value with the given fields.
     public init(
         runner: ExchangeRunner, owner: String, settings: OrchestratorServiceSettings, logger: Logger, wakeup: WorkLoopWakeup? = nil
+    ) {
+        self.init(runner: runner, owner: owner, settings: settings, logger: logger, wakeup: wakeup, stepFailures: LockedBox([:]))
+    }
+
+    init(
+        runner: ExchangeRunner, owner: String, settings: OrchestratorServiceSettings, logger: Logger, wakeup: WorkLoopWakeup?,
+        stepFailures: LockedBox<[String: Int]>
     ) {
         self.runner = runner
         self.owner = owner
         self.settings = settings
         self.logger = logger
         self.wakeup = wakeup
+        self.stepFailures = stepFailures
     }
 
     /// Works until `stop` is requested (or the task is cancelled), in
     /// ``OrchestratorServiceSettings/concurrentExchanges`` lanes (see the type). Errors are logged
-    /// and retried with a capped backoff; the exchange at fault keeps its lease until it expires, so
-    /// another attempt comes after the lease at the earliest.
+    /// and retried with a capped backoff; the exchange at fault keeps its lease only for the step
+    /// retry delay (``OrchestratorServiceSettings/stepRetryDelay``, doubling with each failure in a
+    /// row, at most the lease), so any lane may try it again then.
     public func run(stop: StopSignal) async {
         let lanes = max(1, settings.concurrentExchanges)
         guard lanes > 1 else { return await runLane(stop: stop) }
         await withTaskGroup(of: Void.self) { group in
             for lane in 1...lanes {
-                let loop = OrchestratorWorkLoop(runner: runner, owner: "\(owner)/\(lane)", settings: settings, logger: logger, wakeup: wakeup)
+                let loop = OrchestratorWorkLoop(
+                    runner: runner, owner: "\(owner)/\(lane)", settings: settings, logger: logger, wakeup: wakeup, stepFailures: stepFailures)
                 group.addTask { await loop.runLane(stop: stop) }
             }
         }
@@ -123,9 +135,22 @@ public struct OrchestratorWorkLoop: Sendable {
             await release(jobID)
             return claimed
         } catch {
-            if Task.isCancelled || error is CancellationError { await release(jobID) }
+            if Task.isCancelled || error is CancellationError {
+                await release(jobID)
+            } else if (error as? OrchestratorError)?.code != .leaseLost {
+                // The step failed while its owner lives: the exchange is retried after the step
+                // retry delay (doubling with each failure in a row, never longer than the lease),
+                // by whichever lane claims it first, not after the whole lease.
+                let failures = stepFailures.withLock { counts -> Int in
+                    counts[jobID, default: 0] += 1
+                    return counts[jobID] ?? 1
+                }
+                let delay = min(settings.stepRetryDelay * Double(1 << min(failures - 1, 16)), lease)
+                _ = try? await store.renewLease(jobID, owner: owner, lease: max(delay, .milliseconds(100)))
+            }
             throw error
         }
+        stepFailures.withLock { _ = $0.removeValue(forKey: jobID) }
         guard let record = outcome else {
             // Stopped between steps: another replica may resume it at once.
             await release(jobID)

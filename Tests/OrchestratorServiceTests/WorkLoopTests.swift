@@ -96,6 +96,58 @@ struct WorkLoopTests {
         }
     }
 
+    /// A copy step whose ledger write fails the first time (a teardown step that fails once).
+    final class FlakyLedgerCopier: CaseDataCopying {
+        let calls = LockedBox(0)
+        func copy(_ exchange: ExchangeRecord) async throws -> CopyOutcome { try await InMemoryCopier(count: 2).copy(exchange) }
+        func leftBehindSourceDocuments(_ exchange: ExchangeRecord) async throws -> [Int64] { [] }
+        func recordOutcomes(_ exchange: ExchangeRecord, _ outcomes: DocumentOutcomes) async throws {
+            let call = calls.withLock { count -> Int in
+                count += 1
+                return count
+            }
+            if call == 1 { throw OrchestratorError(.copyFailed, "the destination case's ledger cannot be written (simulated)") }
+        }
+    }
+
+    @Test("a step that fails keeps its lease only for the step retry delay, not the 30 s lease: another lane retries it at once")
+    func aFailedStepIsRetriedAfterTheRetryDelay() async throws {
+        var settings = serviceTestSettings
+        settings.lease = .seconds(30)
+        settings.stepRetryDelay = .milliseconds(200)
+        let copier = FlakyLedgerCopier()
+        try await withAPI(settings: settings, copier: copier) { api in
+            let jobID = try #require(try await api.call(.POST, "/exchanges", body: requestBody()).json["jobId"] as? String)
+            let first = api.workLoop(owner: "replica-1")
+            let stop = StopSignal()
+            #expect(try await eventually(timeout: .seconds(20)) {
+                _ = try await first.workOnce(stop: stop)
+                return try await api.service.store.get(jobID)?.state == .processing
+            })
+            #expect(try await api.call(.POST, "/exchanges/\(jobID)/cancel").status == 202)
+            // The teardown's ledger write fails: the step throws, and the lease ends in 200 ms, not 30 s.
+            // (The PROCESSING check's short lease may still run for a moment: claim until the step runs.)
+            var failed = false
+            for _ in 0..<100 where !failed {
+                do {
+                    if try await first.workOnce(stop: stop) == nil { try await Task.sleep(for: .milliseconds(20)) }
+                } catch let error as OrchestratorError {
+                    #expect(error.message.contains("simulated"))
+                    failed = true
+                }
+            }
+            #expect(failed, "the teardown step failed once")
+            let held = try #require(try await api.service.store.get(jobID))
+            let left = (held.leaseExpiresAt ?? .distantFuture).timeIntervalSinceNow
+            #expect(left < 1, "the lease left after a failed step: \(left) s")
+            try await Task.sleep(for: .milliseconds(400))
+            let other = api.workLoop(owner: "replica-2")
+            _ = try await other.workOnce(stop: stop)
+            #expect(try await api.service.store.get(jobID)?.state == .cancelled, "another owner retried the teardown at once")
+            #expect(copier.calls.withLock { $0 } == 2)
+        }
+    }
+
     @Test("a stop requested before a claim claims nothing")
     func stopBeforeClaim() async throws {
         try await withAPI { api in
