@@ -48,6 +48,32 @@ public struct BrokerConfiguration: Sendable {
     public var vacuumDeadRowThreshold: Int = 10_000
 
     public init() {}
+
+    /// The defaults, with the PostgreSQL session timeouts a long-running process (worker,
+    /// orchestrator, supervisor) takes from its environment:
+    ///
+    /// | variable | meaning | default |
+    /// |---|---|---|
+    /// | `EXCHANGER_BROKER_STATEMENT_TIMEOUT_SECONDS` | `statement_timeout` of broker sessions (0: the server's) | 60 |
+    /// | `EXCHANGER_BROKER_IDLE_IN_TRANSACTION_SECONDS` | `idle_in_transaction_session_timeout` (0: the server's): how long the server keeps the transaction of a client that vanished mid-commit, and so how long a takeover of its message may wait on its row locks | 10 |
+    /// | `EXCHANGER_BROKER_LOCK_TIMEOUT_SECONDS` | `lock_timeout` (0, the default: none) | 0 |
+    ///
+    /// - Throws: ``BrokerError/Code/invalidAttribute`` naming the variable for a value that is not
+    ///   a number of seconds in 0…3600.
+    public init(environment: [String: String]) throws(BrokerError) {
+        self.init()
+        func seconds(_ name: String) throws(BrokerError) -> Duration?? {
+            guard let text = environment[name], !text.isEmpty else { return .none }
+            guard let value = Double(text), value.isFinite, (0...3600).contains(value) else {
+                throw BrokerError(.invalidAttribute, "\(name)='\(text)' must be a number of seconds in 0…3600")
+            }
+            return .some(value == 0 ? nil : .milliseconds(Int64((value * 1000).rounded())))
+        }
+        postgres.idleInTransactionTimeout = .seconds(10)
+        if let value = try seconds("EXCHANGER_BROKER_STATEMENT_TIMEOUT_SECONDS") { postgres.statementTimeout = value }
+        if let value = try seconds("EXCHANGER_BROKER_IDLE_IN_TRANSACTION_SECONDS") { postgres.idleInTransactionTimeout = value }
+        if let value = try seconds("EXCHANGER_BROKER_LOCK_TIMEOUT_SECONDS") { postgres.lockTimeout = value }
+    }
 }
 
 /// A point in the history of a notification name (see ``Broker/notificationMark(_:)``); only

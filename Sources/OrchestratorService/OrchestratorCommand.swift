@@ -133,6 +133,7 @@ public struct OrchestratorCommand: AsyncParsableCommand {
 
     /// Connects, retrying for a minute while the database is not up yet (containers start together).
     static func connect(url: String, logger: Logger) async throws -> Broker {
-        try await Broker.connectWhenAvailable(url: url, logger: logger)
+        try await Broker.connectWhenAvailable(
+            url: url, configuration: try BrokerConfiguration(environment: ProcessInfo.processInfo.environment), logger: logger)
     }
 }

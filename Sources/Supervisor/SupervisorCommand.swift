@@ -146,7 +146,7 @@ public struct SupervisorCommand: AsyncParsableCommand {
     static func connect(url: String, logger: Logger) async throws -> Broker {
         // The supervisor needs no 10 ms wake-ups on SQLite: deployment changes can wait a quarter
         // of a second, and the idle CPU stays low.
-        var configuration = BrokerConfiguration()
+        var configuration = try BrokerConfiguration(environment: ProcessInfo.processInfo.environment)
         configuration.sqliteChangePollInterval = .milliseconds(250)
         configuration.maxConnections = 4
         return try await Broker.connectWhenAvailable(url: url, configuration: configuration, logger: logger)

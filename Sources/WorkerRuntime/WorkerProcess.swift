@@ -48,7 +48,8 @@ public enum WorkerProcess {
             metricsEndpoint = nil
         }
 
-        let broker = try await Broker.connect(url: try options.databaseURL(environment), logger: logger)
+        let broker = try await Broker.connect(
+            url: try options.databaseURL(environment), configuration: try BrokerConfiguration(environment: environment), logger: logger)
         var stagingStore: (any ObjectStore)?
         if let url = options.stagingStoreURL(environment) {
             stagingStore = try await ObjectStorage.open(url, environment: environment, logger: logger)
