@@ -192,11 +192,13 @@ public struct ProcessStateMachine: Sendable {
     }
 
     /// Stop the slot: signal a live process (SIGKILL after `stopwaitsecs`), cancel a pending restart.
-    public mutating func stop(now: ContinuousClock.Instant) -> Action? {
+    /// - Parameter within: a shorter wait than `stopwaitsecs` before the SIGKILL (fencing: the
+    ///   processes must be gone before another supervisor may take their work over).
+    public mutating func stop(now: ContinuousClock.Instant, within: Duration? = nil) -> Action? {
         wanted = false
         switch state {
         case .starting(let pid, _), .running(let pid, _):
-            let deadline = now + policy.stopWait
+            let deadline = now + min(policy.stopWait, within ?? policy.stopWait)
             state = .stopping(pid: pid, deadline: deadline)
             return .signal(policy.stopSignal, pid: pid, killAt: deadline)
         case .backoff:

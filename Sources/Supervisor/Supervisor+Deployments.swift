@@ -260,11 +260,23 @@ extension Supervisor {
         let silent = now - last
         guard silent > configuration.supervisor.effectiveFenceAfter else { return }
         fenced = true
+        let killWithin = Self.fenceKillWithin(configuration.supervisor)
         logger.warning("cannot renew this supervisor's lease; fencing: stopping its per-exchange workers before another supervisor takes them over", metadata: [
             "secondsSinceRenewal": "\(silent.components.seconds)", "leaseSeconds": "\(configuration.supervisor.leaseDuration.components.seconds)",
-            "deployments": "\(ownedDeployments.count)",
+            "deployments": "\(ownedDeployments.count)", "killWithinSeconds": "\(Double(killWithin.components.seconds) + Double(killWithin.components.attoseconds) / 1e18)",
         ])
+        // SIGTERM as always, but the SIGKILL comes before the lease can expire, whatever the
+        // program's stopwaitsecs: the fence is only worth something if the processes are gone
+        // when another supervisor may start the same work.
+        stopWaitCap = killWithin
         abandonDeployments()
+        stopWaitCap = nil
+    }
+
+    /// How long a fenced worker gets between SIGTERM and SIGKILL: what is left of the lease after
+    /// the fence and one deployment pass, less a second; at least half a second.
+    static func fenceKillWithin(_ settings: SupervisorSettings) -> Duration {
+        max(.milliseconds(500), settings.leaseDuration - settings.effectiveFenceAfter - settings.reconcileInterval - .seconds(1))
     }
 
     /// Stops the workers of every deployment this supervisor held and forgets them.

@@ -122,6 +122,8 @@ public actor Supervisor {
     var lastRenewal: ContinuousClock.Instant?
     /// Whether the per-exchange workers were stopped because the lease could not be renewed.
     var fenced = false
+    /// While set, stops give processes at most this long before the SIGKILL (fencing).
+    var stopWaitCap: Duration?
 
     /// - Parameters:
     ///   - broker: the control database; nil runs only the global programs (no deployments).
@@ -414,7 +416,7 @@ public actor Supervisor {
         guard var slot = slots[key] else { return }
         if retire { slot.retiring = true }
         let wasRunning = slot.machine.pid
-        let action = slot.machine.stop(now: clock.now)
+        let action = slot.machine.stop(now: clock.now, within: stopWaitCap)
         slots[key] = slot
         if let pid = wasRunning, action != nil {
             logger.info("stopping process", metadata: metadata(slot, pid: pid))

@@ -148,6 +148,18 @@ struct ProcessStateMachineTests {
         #expect(!machine.wanted)
     }
 
+    @Test func aStopWithinAShorterWaitKillsSooner() {
+        var machine = ProcessStateMachine(policy: policy())
+        _ = machine.start(now: start)
+        _ = machine.spawned(pid: 10, now: start)
+        #expect(machine.stop(now: start + .seconds(1), within: .seconds(2)) == .signal(15, pid: 10, killAt: start + .seconds(3)))
+        #expect(machine.killTimerFired(pid: 10, now: start + .seconds(3)) == .kill(pid: 10))
+        var patient = ProcessStateMachine(policy: policy())
+        _ = patient.start(now: start)
+        _ = patient.spawned(pid: 11, now: start)
+        #expect(patient.stop(now: start, within: .seconds(60)) == .signal(15, pid: 11, killAt: start + .seconds(10)), "never longer than stopwaitsecs")
+    }
+
     @Test func stopCancelsAPendingRestart() {
         var machine = ProcessStateMachine(policy: policy())
         _ = machine.start(now: start)

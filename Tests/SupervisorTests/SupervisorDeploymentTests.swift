@@ -13,7 +13,10 @@ import Glibc
 /// processes: autoscaling on a real queue's depth, stopping, takeover, splitting the work.
 @Suite("Supervisor deployments", .serialized)
 struct SupervisorDeploymentTests {
-    static func config(identifier: String, lease: Int = 3, window: Int = 2) -> String {
+    /// - Parameters:
+    ///   - mode: the test child's mode for the workers (`ignore-term`: only SIGKILL ends them).
+    ///   - stopWait: their `stopwaitsecs`.
+    static func config(identifier: String, lease: Int = 3, window: Int = 2, mode: String = "sleep", stopWait: Int = 2) -> String {
         """
         [supervisor]
         identifier = \(identifier)
@@ -24,11 +27,11 @@ struct SupervisorDeploymentTests {
 
         [program:worker]
         scope = per-exchange
-        command = \(SupervisorHarness.child) sleep %(queue)s
+        command = \(SupervisorHarness.child) \(mode) %(queue)s
         min_procs = 1
         max_procs = 4
         messages_per_proc = 100
-        stopwaitsecs = 2
+        stopwaitsecs = \(stopWait)
         """
     }
 
@@ -370,16 +373,21 @@ struct SupervisorDeploymentTests {
         }
     }
 
-    @Test func aSupervisorCutOffFromTheDatabaseFencesItselfBeforeItsLeaseExpires() async throws {
+    /// A worker that stops on SIGTERM, and one that ignores it with a `stopwaitsecs` (30 s) far
+    /// beyond the lease: the fence's SIGKILL comes before the lease can expire all the same.
+    @Test(arguments: [("sleep", 2), ("ignore-term", 30)])
+    func aSupervisorCutOffFromTheDatabaseFencesItselfBeforeItsLeaseExpires(mode: String, stopWait: Int) async throws {
         try await RestartablePostgres.withDatabase { url in
             try await withTemporaryDirectory { directory in
                 let broker = try await Broker.connect(url: url)
                 defer { Task { await broker.close() } }
                 let store = DeploymentStore(broker: broker)
                 _ = try await broker.createQueue("doc_exch_s3_copy_queue_31_1")
-                // lease 6 s: the fence comes at 3 s (half), checked every 0.5 s.
+                // lease 6 s: the fence comes at 3 s (half), checked every 0.5 s; the SIGKILL at most
+                // 1.5 s later (6 − 3 − 0.5 − 1).
                 let supervisor = try SupervisorHarness(
-                    config: Self.config(identifier: "fenced", lease: 6), directory: directory, arguments: ["--database", url])
+                    config: Self.config(identifier: "fenced", lease: 6, mode: mode, stopWait: stopWait), directory: directory,
+                    arguments: ["--database", url])
                 defer { Task { await supervisor.cleanUp() } }
                 _ = try await store.upsert(DeploymentSpec(
                     id: "job-f1/worker", exchangeID: "job-f1", program: "worker", queue: "doc_exch_s3_copy_queue_31_1", minProcs: 1, maxProcs: 1))
