@@ -53,6 +53,19 @@ extension DeploymentStore {
 
     /// The announced worker processes, by program, host and pid; with `includeStale`, also those
     /// whose row expired (``WorkerPresence/isLive`` false).
+    /// Forgets the expired rows of a supervisor's workers whose process is gone (killed, crashed,
+    /// fenced while cut off: they could not withdraw their row): every expired row of
+    /// `supervisorID` whose pid is not in `runningPIDs`. Returns how many.
+    @discardableResult
+    public func forgetStalePresences(supervisorID: String, runningPIDs: [Int32]) async throws -> Int {
+        let keep = runningPIDs.isEmpty ? "" : " AND pid NOT IN (\(runningPIDs.map(String.init).joined(separator: ", ")))"
+        return try await transaction { st in
+            try await st.query([.text(supervisorID)]) { t in
+                "DELETE FROM exchanger_worker_presence WHERE supervisor_id = $1 AND expires_at <= \(t.now)\(keep) RETURNING id"
+            }.count
+        }
+    }
+
     public func presences(includeStale: Bool = false) async throws -> [WorkerPresence] {
         try await transaction { st in
             try await st.query([SQLValue(includeStale)]) { t in

@@ -14,7 +14,7 @@ struct PsCommand: AsyncParsableCommand {
             WORKERS are what each supervisor last reported (every reconcile_interval); a supervisor \
             whose lease expired is shown as DEAD and its workers are not counted as running. PROCESSES \
             are the worker processes that announced themselves (every EXCHANGER_WORKER_PRESENCE_SECONDS), \
-            supervised or not: replicas a container platform started appear there as "unbound".
+            supervised or not: replicas a container platform started appear there as "unbound". A process             whose presence expired (its host cut off from the database, or it died without withdrawing             its row) stays listed as "unreachable (presence expired at …)" until its supervisor forgets             it or an hour has passed.
             """
     )
 
@@ -36,7 +36,8 @@ struct PsCommand: AsyncParsableCommand {
         }
         let live = Set(supervisors.filter(\.isLive).map(\.id))
         let programs = try config.map { try SupervisorConfiguration.load(path: $0).programs } ?? []
-        var processes = try await store.presences()
+        // Expired rows too: a worker whose host was cut off cannot renew its row, yet may still run.
+        var processes = try await store.presences(includeStale: true)
         if exchange != nil {
             let ids = Set(deployments.map(\.id))
             processes = processes.filter { $0.deploymentID.map(ids.contains) ?? false }
@@ -62,6 +63,7 @@ struct PsCommand: AsyncParsableCommand {
                     "id": $0.id, "hostname": $0.hostname, "pid": Int($0.pid), "program": $0.program, "queue": $0.queue ?? NSNull(),
                     "supervisor": $0.supervisorID ?? NSNull(), "deploymentId": $0.deploymentID ?? NSNull(),
                     "startedAt": Self.time($0.startedAt), "heartbeatAt": Self.time($0.heartbeatAt),
+                    "expiresAt": Self.time($0.expiresAt), "live": $0.isLive,
                 ] as [String: Any] },
                 "programs": programs.map { ["name": $0.name, "scope": $0.scope.rawValue, "min": $0.minProcs, "max": $0.maxProcs, "command": $0.command] as [String: Any] },
             ]
@@ -95,9 +97,9 @@ struct PsCommand: AsyncParsableCommand {
         })
         print("")
         print("PROCESSES")
-        Self.table([["PROGRAM", "HOST", "PID", "SUPERVISOR", "QUEUE", "STARTED", "HEARTBEAT"]] + processes.map {
+        Self.table([["PROGRAM", "HOST", "PID", "SUPERVISOR", "QUEUE", "STARTED", "HEARTBEAT", "STATE"]] + processes.map {
             [$0.program, $0.hostname, "\($0.pid)", $0.supervisorID ?? "unbound", $0.queue ?? "(program)", Self.time($0.startedAt),
-             Self.time($0.heartbeatAt)]
+             Self.time($0.heartbeatAt), $0.isLive ? "running" : "unreachable (presence expired at \(Self.time($0.expiresAt)))"]
         })
     }
 

@@ -87,6 +87,9 @@ extension Supervisor {
             do {
                 try await store.heartbeat(id: identity.id, lease: lease, status: .running)
                 try await store.report(supervisorID: identity.id, deployments: snapshot.counts, workers: snapshot.workers)
+                // Its workers that died without withdrawing their presence (`exchanger ps` shows
+                // them unreachable until then).
+                try await store.forgetStalePresences(supervisorID: identity.id, runningPIDs: snapshot.workers.compactMap(\.pid))
             } catch let error as DeploymentError where error.code == .leaseLost {
                 // Away longer than the lease (the database was unreachable, the host paused):
                 // other supervisors may own these deployments now, so their workers stop here

@@ -144,7 +144,7 @@ struct DeploymentStoreTests {
 
     @Test("worker presence: announce, renew, list, expire, forget, withdraw", arguments: Backend.allCases)
     func presence(backend: Backend) async throws {
-        try await withTestBroker(backend) { broker, _ in
+        try await withTestBroker(backend) { broker, url in
             let store = DeploymentStore(broker: broker)
             let bound = WorkerPresence(
                 id: "host-a:10:1", hostname: "host-a", pid: 10, program: "s3-copy", queue: "exch-1-s3-copy", supervisorID: "sup-a",
@@ -161,6 +161,11 @@ struct DeploymentStoreTests {
             try await Task.sleep(for: .milliseconds(600))
             #expect(try await store.presences().map(\.id) == ["host-a:10:1"])
             #expect(try await store.presences(includeStale: true).first { $0.id == "host-b:20:2" }?.isLive == false)
+            // `exchanger ps` still shows it, as unreachable: its host may be cut off with the worker running.
+            let (psStatus, ps) = try await runExchanger(["ps", "--database", url])
+            #expect(psStatus == 0)
+            #expect(ps.split(separator: "\n").contains { $0.contains("host-b") && $0.contains("unreachable (presence expired at") }, "\(ps)")
+            #expect(ps.split(separator: "\n").contains { $0.contains("host-a") && $0.hasSuffix("running") }, "\(ps)")
             // Renewal brings it back; a row that was forgotten cannot be renewed.
             #expect(try await store.renewPresence(id: "host-b:20:2", ttl: .seconds(30)))
             #expect(try await store.presences().count == 2)
@@ -172,6 +177,14 @@ struct DeploymentStoreTests {
             #expect(try await store.presences(includeStale: true).map(\.id) == ["host-a:10:1", "host-b:20:2"])
             try await store.withdrawPresence(id: "host-a:10:1")
             #expect(try await store.presences().map(\.id) == ["host-b:20:2"])
+            // A supervisor forgets the expired rows of its own workers whose process is gone, and
+            // only those.
+            try await store.announce(WorkerPresence(id: "host-a:11:4", hostname: "host-a", pid: 11, program: "s3-copy", supervisorID: "sup-a"), ttl: .milliseconds(100))
+            try await store.announce(WorkerPresence(id: "host-a:12:5", hostname: "host-a", pid: 12, program: "s3-copy", supervisorID: "sup-a"), ttl: .milliseconds(100))
+            try await store.announce(WorkerPresence(id: "host-a:13:6", hostname: "host-a", pid: 13, program: "s3-copy", supervisorID: "sup-a"), ttl: .seconds(30))
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await store.forgetStalePresences(supervisorID: "sup-a", runningPIDs: [12, 13]) == 1, "pid 11: expired and not running")
+            #expect(try await store.presences(includeStale: true).map(\.id).sorted() == ["host-a:12:5", "host-a:13:6", "host-b:20:2"])
             await #expect(throws: DeploymentError.self) { try await store.announce(WorkerPresence(id: "", hostname: "h", pid: 1, program: "p"), ttl: .seconds(1)) }
         }
     }
