@@ -163,6 +163,28 @@ struct FleetFixture: Sendable {
         return try FleetSupervisor.start(workspace: workspace, configuration: configuration, logger: logger)
     }
 
+    /// Runs `body` against this workspace's fleet (its supervisor, without the orchestrator) and
+    /// one orchestrator process, ready to answer. Afterwards the orchestrator must exit 0 on
+    /// SIGTERM and the fleet stop cleanly; when `body` throws, both are killed and stopped.
+    func withFleetAndOrchestrator(
+        replica: String, environment: [String: String] = [:], _ body: (OrchestratorClient) async throws -> Void
+    ) async throws {
+        let fleet = try startFleet()
+        let (orchestrator, client) = try startOrchestrator(replica: replica, environment: environment)
+        do {
+            try await client.waitUntilReady(timeout: .seconds(60))
+            try await body(client)
+        } catch {
+            orchestrator.signal(SIGKILL)
+            _ = try? await orchestrator.wait()
+            await fleet.stop()
+            throw error
+        }
+        orchestrator.signal(SIGTERM)
+        #expect(try await orchestrator.wait(timeout: .seconds(30)) == 0)
+        #expect(await fleet.stop() == 0)
+    }
+
     /// Starts an orchestrator process of this workspace on a free port.
     func startOrchestrator(replica: String, environment extra: [String: String] = [:]) throws -> (ChildProcess, OrchestratorClient) {
         let port = try LocalExchangeRun.freePort()

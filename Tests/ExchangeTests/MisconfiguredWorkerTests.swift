@@ -21,10 +21,7 @@ struct MisconfiguredWorkerTests {
             var workspace = fixture.workspace
             workspace.extraEnvironment["EXCHANGER_QPDF_PATH"] = "/nonexistent/qpdf"
             let broken = FleetFixture(workspace: workspace, databases: fixture.databases, logger: fixture.logger)
-            let fleet = try broken.startFleet()
-            let (orchestrator, client) = try broken.startOrchestrator(replica: "misconfigured")
-            do {
-                try await client.waitUntilReady(timeout: .seconds(60))
+            try await broken.withFleetAndOrchestrator(replica: "misconfigured") { client in
                 let submitted = try await client.submit(demo.requestJSON(includeNatives: false, requiresAnnotations: true))
                 // Five quick deaths (backoff 1, 2, 4, 8 s) make the slot FAILED; the next check names it.
                 var last: ExchangeStatus?
@@ -45,15 +42,7 @@ struct MisconfiguredWorkerTests {
                 let final = try await client.watch(submitted.jobId, timeout: .seconds(90)) { _ in }
                 #expect(final.state == "CANCELLED")
                 #expect(try await fixture.leftovers(submitted.jobId).isEmpty)
-            } catch {
-                orchestrator.signal(SIGKILL)
-                _ = try? await orchestrator.wait()
-                await fleet.stop()
-                throw error
             }
-            orchestrator.signal(SIGTERM)
-            #expect(try await orchestrator.wait(timeout: .seconds(30)) == 0)
-            #expect(await fleet.stop() == 0)
         }
     }
 }

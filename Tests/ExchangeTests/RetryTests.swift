@@ -46,10 +46,8 @@ struct RetryTests {
             let bytes = try await store.get(rendition.key)
             try await store.delete(rendition.key)
 
-            let fleet = try fixture.startFleet()
-            let (orchestrator, client) = try fixture.startOrchestrator(replica: "retry")
-            do {
-                try await client.waitUntilReady(timeout: .seconds(60))
+            defer { Task { try? await store.shutdown() } }
+            try await fixture.withFleetAndOrchestrator(replica: "retry") { client in
                 let submitted = try await client.submit(demo.requestJSON(includeNatives: false))
                 // Not ended yet: a retry is refused.
                 let early = await #expect(throws: FleetError.self) { _ = try await client.retry(submitted.jobId) }
@@ -97,17 +95,7 @@ struct RetryTests {
                 #expect(nothing?.message.contains("no document behind") == true, "\(nothing?.message ?? "")")
                 let unknown = await #expect(throws: FleetError.self) { _ = try await client.retry("no-such-job") }
                 #expect(unknown?.message.contains("no exchange has job id") == true, "\(unknown?.message ?? "")")
-            } catch {
-                orchestrator.signal(SIGKILL)
-                _ = try? await orchestrator.wait()
-                await fleet.stop()
-                try? await store.shutdown()
-                throw error
             }
-            orchestrator.signal(SIGTERM)
-            #expect(try await orchestrator.wait(timeout: .seconds(30)) == 0)
-            #expect(await fleet.stop() == 0)
-            try await store.shutdown()
         }
     }
 }

@@ -468,11 +468,8 @@ struct WholeExchangeTests {
         try await FleetFixture.with(.postgres) { fixture in
             let demo = try await fixture.seed(documents: 5)
             _ = try fixture.workspace.writeAPIToken()
-            let fleet = try fixture.startFleet()
             // The default retries (after 30, 60 and 120 s) would outlast the 60 s watch: none may happen.
-            let (orchestrator, client) = try fixture.startOrchestrator(replica: "fail")
-            do {
-                try await client.waitUntilReady(timeout: .seconds(60))
+            try await fixture.withFleetAndOrchestrator(replica: "fail") { client in
                 // A client with no token is told what to set, not that its token was refused.
                 var anonymous = client
                 anonymous.token = nil
@@ -488,15 +485,7 @@ struct WholeExchangeTests {
                 #expect(try await fixture.leftovers(submitted.jobId).isEmpty)
                 #expect(try await fixture.eventCount("EXCHANGER_FAILED", jobID: submitted.jobId) == 1)
                 #expect(try await fixture.eventCount("EXCHANGER_FINISHED", jobID: submitted.jobId) == 0)
-            } catch {
-                orchestrator.signal(SIGKILL)
-                _ = try? await orchestrator.wait()
-                await fleet.stop()
-                throw error
             }
-            orchestrator.signal(SIGTERM)
-            #expect(try await orchestrator.wait(timeout: .seconds(30)) == 0)
-            #expect(await fleet.stop() == 0)
         }
     }
 
@@ -510,10 +499,7 @@ struct WholeExchangeTests {
             workspace.extraEnvironment["EXCHANGER_WORKER_BATCH_SIZE"] = "1"
             workspace.extraEnvironment["EXCHANGER_WORKER_CONCURRENCY"] = "1"
             let slow = FleetFixture(workspace: workspace, databases: fixture.databases, logger: fixture.logger)
-            let fleet = try slow.startFleet()
-            let (orchestrator, client) = try slow.startOrchestrator(replica: "cancel")
-            do {
-                try await client.waitUntilReady(timeout: .seconds(60))
+            try await slow.withFleetAndOrchestrator(replica: "cancel") { client in
                 let submitted = try await client.submit(demo.requestJSON())
                 let running = try await eventually(timeout: .seconds(60)) {
                     let status = try await client.status(submitted.jobId)
@@ -530,15 +516,7 @@ struct WholeExchangeTests {
                 try await Task.sleep(for: .seconds(1))
                 #expect(try await fixture.eventCount("DOCUMENT_UPLOADED", jobID: submitted.jobId) == uploaded)
                 #expect(try await fixture.eventCount("EXCHANGER_FAILED", jobID: submitted.jobId) == 1)
-            } catch {
-                orchestrator.signal(SIGKILL)
-                _ = try? await orchestrator.wait()
-                await fleet.stop()
-                throw error
             }
-            orchestrator.signal(SIGTERM)
-            #expect(try await orchestrator.wait(timeout: .seconds(30)) == 0)
-            #expect(await fleet.stop() == 0)
         }
     }
 
