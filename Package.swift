@@ -218,6 +218,7 @@ let package = Package(
             dependencies: [
                 "ConcurrencySupport", "ExchangerLogging", "ObjectStorage", "ProcessSupport", logging,
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
