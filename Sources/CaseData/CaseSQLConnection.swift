@@ -211,9 +211,13 @@ public struct CaseDatabases: Sendable {
         }
     }
 
+    /// A connection for `CREATE DATABASE` / `DROP DATABASE`: without a statement timeout, since a
+    /// drop waits for a checkpoint, which on a busy server may take longer than any query should.
     private func connectMaintenance() async throws -> PostgresConnection {
+        var configuration = postgresConfiguration
+        configuration.statementTimeout = nil
         do {
-            return try await PostgresConnection.connect(url: try maintenanceURL(), configuration: postgresConfiguration)
+            return try await PostgresConnection.connect(url: try maintenanceURL(), configuration: configuration)
         } catch {
             throw Self.wrap(error, "cannot connect to the case-database server")
         }

@@ -28,7 +28,7 @@ struct LoopbackDefaultTests {
     }
 
     static func waitForListener(port: Int) async throws -> [String] {
-        _ = try await eventually(timeout: .seconds(30)) { !listeners(port: port).isEmpty }
+        _ = await eventually(timeout: .seconds(30)) { !listeners(port: port).isEmpty }
         return listeners(port: port)
     }
 

@@ -65,7 +65,7 @@ public func withTestDatabase<T: Sendable>(
     case .postgres:
         let server = try TestEnvironment.postgresURL(serverVariable)
         let name = "exch_t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
-        let admin = try await PostgresConnection.connect(url: server)
+        let admin = try await PostgresConnection.connect(url: server, configuration: .administration)
         try await admin.execute("CREATE DATABASE \(name)")
         await admin.close()
         let url = postgresURL(server, database: name)
@@ -89,7 +89,7 @@ public func withTestDatabase<T: Sendable>(
 }
 
 private func dropDatabase(_ server: String, _ name: String) async throws {
-    let admin = try await PostgresConnection.connect(url: server)
+    let admin = try await PostgresConnection.connect(url: server, configuration: .administration)
     try await admin.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
     await admin.close()
 }
@@ -248,5 +248,16 @@ actor AsyncLock {
 
     func release() {
         if waiters.isEmpty { held = false } else { waiters.removeFirst().resume() }
+    }
+}
+
+extension PostgresConfiguration {
+    /// For `CREATE DATABASE` / `DROP DATABASE` in tests: no statement timeout. A drop waits for a
+    /// checkpoint, and with many suites creating and dropping databases at once on two cores
+    /// (fsync on) that wait can pass the sessions' usual 60 s; it is slow, not wrong.
+    public static var administration: PostgresConfiguration {
+        var configuration = PostgresConfiguration()
+        configuration.statementTimeout = nil
+        return configuration
     }
 }

@@ -119,13 +119,14 @@ func awsListKeys(_ store: S3ObjectStore, _ environment: [String: String]) async 
             #expect(try await !store.exists(missing))
             try await store.delete(missing)  // fine
         }
-        // A bucket that does not exist.
+        // A bucket that does not exist: the store's URL is wrong, not one object missing.
         let endpoint = try TestEnvironment.required("EXCHANGER_TEST_S3_ENDPOINT")
         let store = try await ObjectStorage.open(
             "s3://exch-missing-\(UUID().uuidString.prefix(8).lowercased())",
             environment: ["AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_ENDPOINT_URL_S3": endpoint])
-        await expectStorageError(.notFound) { try await store.get(try ObjectKey("a")) }
-        await expectStorageError(.notFound) { try await collect(store.list(prefix: "")) }
+        await expectStorageError(.configuration) { try await store.get(try ObjectKey("a")) }
+        await expectStorageError(.configuration) { try await collect(store.list(prefix: "")) }
+        await expectStorageError(.configuration) { try await store.probe() }
         try await store.shutdown()
     }
 

@@ -29,7 +29,7 @@ struct TestCaseDatabases: Sendable {
         let name = try settings.locator.databaseName(caseID: caseID)
         switch backend {
         case .postgres:
-            let admin = try await PostgresConnection.connect(url: location)
+            let admin = try await PostgresConnection.connect(url: location, configuration: .administration)
             try await admin.execute("CREATE DATABASE \(name)")
             await admin.close()
         case .sqlite:
@@ -97,7 +97,7 @@ func withCaseDatabases<T: Sendable>(
 
 /// Drops every database whose name starts with `{prefix}_` (also ones a test created itself).
 private func dropCaseDatabases(_ server: String, prefix: String) async throws {
-    let admin = try await PostgresConnection.connect(url: server)
+    let admin = try await PostgresConnection.connect(url: server, configuration: .administration)
     let names = try await admin.query("SELECT datname FROM pg_database WHERE starts_with(datname, $1)", [.text(prefix + "_")])
         .compactMap { $0["datname"].string }
     for name in names { try await admin.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }

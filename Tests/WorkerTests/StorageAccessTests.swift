@@ -79,8 +79,9 @@ struct StorageAccessTests {
                 configuration.storageHoldMaximum = .milliseconds(800)
                 let worker = Worker(broker: broker, handler: handler, configuration: configuration, stager: PayloadStager(store: nil), logger: Logger(label: "test"))
                 let running = Task { try await worker.run() }
-                // Three seconds of refusal: the first batch of 5 fails; the probes (every 0.4–0.8 s) fail
-                // without receiving, so no other message is touched.
+                // The first batch of 5 meets the refusal; then three seconds of probes (every
+                // 0.4–0.8 s) fail without receiving, so no other message is touched.
+                #expect(await eventually(timeout: .seconds(60)) { handler.refusals.withLock { $0 } >= 5 })
                 try await Task.sleep(for: .seconds(3))
                 #expect(handler.refusals.withLock { $0 } == 5, "only the first batch was received")
                 let counters = try await broker.counters(["store", "store-dlq"])
